@@ -1,0 +1,116 @@
+"""The shard format: its schema, an atomic writer with per-shard stats, a validating reader."""
+
+from __future__ import annotations
+
+import glob
+import json
+import logging
+import os
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = "1"
+
+SHARD_SCHEMA = pa.schema(
+    [
+        pa.field("clip_id", pa.string()),
+        pa.field("video_id", pa.string()),
+        pa.field("video_url", pa.string()),
+        pa.field("start_s", pa.float64()),
+        pa.field("end_s", pa.float64()),
+        pa.field("match_t_s", pa.float64()),
+        pa.field("caption", pa.string()),
+        pa.field("image_key", pa.string()),
+        pa.field("similarity", pa.float32()),
+        pa.field("clip", pa.binary()),
+        pa.field("frames", pa.list_(pa.binary())),
+        pa.field("width", pa.int32()),
+        pa.field("height", pa.int32()),
+        pa.field("fps", pa.float32()),
+        pa.field("duration_s", pa.float32()),
+    ]
+)
+
+
+class ShardError(ValueError):
+    """A shard whose schema is not the shard schema."""
+
+
+def shard_name(group: int) -> str:
+    return f"shard-{group:05d}.parquet"
+
+
+def stats_name(group: int) -> str:
+    return f"shard-{group:05d}.stats.json"
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def write_shard(
+    folder: str | Path,
+    group: int,
+    rows: list[dict],
+    stats: dict,
+    run_id: str,
+    compression: str = "zstd",
+) -> Path:
+    """Write one shard and its stats atomically; the shard's rename is the commit point.
+
+    The stats JSON is written first, so a shard file never exists without its stats.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    table = pa.Table.from_pylist(rows, schema=SHARD_SCHEMA)
+    table = table.replace_schema_metadata(
+        {"vcc.schema_version": SCHEMA_VERSION, "vcc.run_id": run_id}
+    )
+    stats = {**stats, "rows": table.num_rows, "bytes_clips": sum(len(r["clip"]) for r in rows)}
+    _atomic_write_bytes(folder / stats_name(group), json.dumps(stats, indent=2).encode())
+    path = folder / shard_name(group)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    pq.write_table(table, tmp, compression=None if compression == "none" else compression)
+    os.replace(tmp, path)
+    return path
+
+
+def shard_paths(path: str | Path) -> list[str]:
+    """Shard files under a run's output root, a shards folder, a file or a glob."""
+    path = str(path)
+    if any(ch in path for ch in "*?["):
+        return sorted(glob.glob(path))
+    if os.path.isfile(path):
+        return [path]
+    folder = Path(path) / "shards" if (Path(path) / "shards").is_dir() else Path(path)
+    return sorted(str(p) for p in folder.glob("shard-*.parquet"))
+
+
+def check_schema(schema: pa.Schema, where: str) -> None:
+    """Raise ShardError unless every shard column is present with its type."""
+    for expected in SHARD_SCHEMA:
+        if expected.name not in schema.names:
+            raise ShardError(f"{where}: missing column {expected.name}")
+        actual = schema.field(expected.name).type
+        if actual != expected.type:
+            raise ShardError(
+                f"{where}: column {expected.name} is {actual}, expected {expected.type}"
+            )
+
+
+def read_shards(path: str | Path, columns: list[str] | None = None) -> pa.Table:
+    """Read and schema-check every shard under path; raises ShardError if one is off."""
+    files = shard_paths(path)
+    if not files:
+        raise ShardError(f"no shards under {path}")
+    tables = []
+    for file in files:
+        check_schema(pq.read_schema(file), file)
+        tables.append(pq.read_table(file, columns=columns))
+    return pa.concat_tables(tables)

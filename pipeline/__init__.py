@@ -1,0 +1,1 @@
+"""Pipeline drivers: where and how the mining stages run, plus demo inputs."""

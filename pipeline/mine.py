@@ -1,0 +1,419 @@
+"""The mining DAG on Ray: images -> index; videos -> frames -> matches; select; cut -> shards.
+
+Pass 1 streams videos through Ray Data: decode tasks (CPU) yield frame chunks, embed+search
+actors (a GPU each when the embedder runs on CUDA) turn them into matches, and the driver records
+each finished video in the manifest. Select runs on the driver over all matches. Pass 2 runs one
+Ray task per video of each shard group to cut clips and one task per group to write its shard.
+
+Every step is resumable: a video with a manifest entry, an index with matching metadata, and a
+shard that exists are never redone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import platform
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import ray
+
+from mining.images import read_image_table, validate_rows
+from mining.index import ImageIndex, write_meta
+from mining.select import VideoShots, plan_groups, select_spans
+from mining.shards import shard_name, write_shard
+from mining.videos import list_videos
+from pipeline.config import MineConfig
+from pipeline.progress import Progress
+from pipeline.stages import EmbedImages, MatchFrames, cut_video, decode_videos, make_embedder
+from pipeline.store import OutputRoot, atomic_write_json, atomic_write_parquet
+
+log = logging.getLogger(__name__)
+
+
+class RunMismatchError(RuntimeError):
+    """OUT holds a run made with another config or other inputs."""
+
+
+@dataclass
+class MineResult:
+    out: Path
+    shards: list[str]
+    stats: dict
+
+
+def _versions() -> dict[str, str]:
+    import av
+    import faiss
+
+    return {
+        "python": platform.python_version(),
+        "ray": ray.__version__,
+        "pyarrow": pa.__version__,
+        "av": av.__version__,
+        "faiss": faiss.__version__,
+        "numpy": np.__version__,
+    }
+
+
+def init_ray(cfg: MineConfig) -> None:
+    """Join the cluster named by config or RAY_ADDRESS, else start an embedded Ray."""
+    if ray.is_initialized():
+        return
+    address = cfg.ray.address or os.environ.get("RAY_ADDRESS")
+    kwargs = {"address": address} if address else {"num_cpus": cfg.ray.num_cpus}
+    ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False, **kwargs)
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+    ctx.verbose_stats_logs = False
+
+
+def _table_digest(table: pa.Table) -> str:
+    h = hashlib.sha1()
+    for key, caption, size in zip(
+        table["key"].to_pylist(),
+        table["caption"].to_pylist(),
+        pa.compute.binary_length(table["jpg"]).to_pylist(),
+    ):
+        h.update(f"{key}\x1f{caption}\x1f{size}\x1e".encode())
+    return h.hexdigest()[:16]
+
+
+def _check_run(out: OutputRoot, cfg: MineConfig, images: str, videos: str) -> dict:
+    run = {
+        "config": cfg.to_dict(),
+        "fingerprint": cfg.fingerprint(),
+        "inputs": {"images": os.path.abspath(images), "videos": os.path.abspath(videos)},
+    }
+    if out.run_json.exists():
+        previous = json.loads(out.run_json.read_text())
+        if previous.get("fingerprint") != run["fingerprint"]:
+            raise RunMismatchError(
+                f"{out.root} was mined with another config (fingerprint {previous.get('fingerprint')} "
+                f"vs {run['fingerprint']}); use a new --out or the same config"
+            )
+        if previous.get("inputs") != run["inputs"]:
+            raise RunMismatchError(
+                f"{out.root} was mined from other inputs ({previous.get('inputs')}); "
+                "use a new --out"
+            )
+    return run
+
+
+def embed_images(
+    cfg: MineConfig, out: OutputRoot, table: pa.Table
+) -> tuple[list[str], list[str], dict]:
+    """Embed the usable images and build the index, unless OUT already has them for this table."""
+    digest = _table_digest(table)
+    meta_path = out.index / "meta.json"
+    if meta_path.exists() and (out.images / "images.parquet").exists():
+        meta = json.loads(meta_path.read_text())
+        if meta.get("table_digest") == digest:
+            done = pq.read_table(out.images / "images.parquet", columns=["key", "caption"])
+            log.info("reusing index of %d images from %s", meta["images"], out.index)
+            return done["key"].to_pylist(), done["caption"].to_pylist(), meta
+
+    started = time.perf_counter()
+    usable, failures = validate_rows(table)
+    embedded = (
+        ray.data.from_arrow(usable)
+        .repartition(max(1, min(64, usable.num_rows // 256)))
+        .map_batches(
+            EmbedImages,
+            fn_constructor_args=(cfg,),
+            batch_size=256,
+            batch_format="pyarrow",
+            compute=ray.data.ActorPoolStrategy(size=cfg.embed.actors),
+            **_embed_resources(cfg),
+        )
+        .to_arrow_refs()
+    )
+    result = pa.concat_tables(ray.get(embedded))
+    bad = pa.compute.not_equal(result["error"], "")
+    for key, error in zip(
+        result.filter(bad)["key"].to_pylist(), result.filter(bad)["error"].to_pylist()
+    ):
+        failures.append({"key": key, "status": "failed", "error": error})
+    good = result.filter(pa.compute.invert(bad))
+    if good.num_rows == 0:
+        raise ValueError(
+            f"none of the {table.num_rows} images is usable: first failure {failures[:1]}"
+        )
+
+    dim = good.schema.field("embedding").type.list_size
+    embs = good["embedding"].combine_chunks().flatten().to_numpy().reshape(-1, dim)
+    mirrored = None
+    if cfg.index.add_flipped:
+        mirrored = good["mirrored"].combine_chunks().flatten().to_numpy().reshape(-1, dim)
+    index = ImageIndex.build(embs, mirrored, cfg.index.type, cfg.index.nprobe)
+    index.save(out.index)
+    atomic_write_parquet(
+        out.images / "images.parquet", good.select(["key", "caption", "embedding"])
+    )
+    failure_table = pa.Table.from_pylist(
+        failures,
+        schema=pa.schema([("key", pa.string()), ("status", pa.string()), ("error", pa.string())]),
+    )
+    atomic_write_parquet(out.images / "failures.parquet", failure_table)
+    meta = {
+        "table_digest": digest,
+        "images": good.num_rows,
+        "failed": len(failures),
+        "embedder": make_embedder(cfg.embed).name
+        if cfg.embed.kind == "dct"
+        else f"open_clip-{cfg.embed.model}-{cfg.embed.pretrained or 'random'}",
+        "index_type": cfg.index.type,
+        "vectors": int(index.index.ntotal),
+        "dim": dim,
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+    write_meta(out.index, meta)
+    log.info(
+        "embedded %d images (%d failed) in %.1fs", good.num_rows, len(failures), meta["seconds"]
+    )
+    return good["key"].to_pylist(), good["caption"].to_pylist(), meta
+
+
+def _embed_resources(cfg: MineConfig) -> dict:
+    return {"num_gpus": 1} if cfg.embed.device == "cuda" else {"num_cpus": 1}
+
+
+def match_videos(cfg: MineConfig, out: OutputRoot, videos: list[dict], keys: list[str]) -> None:
+    """Pass 1: decode, embed and search every video not yet in the manifest."""
+    manifest = out.read_manifest()
+    todo = [v for v in videos if v["video_id"] not in manifest]
+    if not todo:
+        return
+    progress = Progress("pass 1 (find)", len(todo), "videos")
+    stream = (
+        ray.data.from_items(todo, override_num_blocks=len(todo))
+        .map_batches(
+            decode_videos, fn_kwargs={"cfg": cfg}, batch_size=1, batch_format="pyarrow", num_cpus=1
+        )
+        .map_batches(
+            MatchFrames,
+            fn_constructor_args=(cfg, str(out.index), keys),
+            batch_size=1,
+            batch_format="pyarrow",
+            compute=ray.data.ActorPoolStrategy(size=cfg.embed.actors),
+            **_embed_resources(cfg),
+        )
+    )
+    pending: dict[str, dict] = defaultdict(lambda: {"chunks": {}, "last": None})
+    hits_total = 0
+    for row in stream.iter_rows():
+        state = pending[row["video_id"]]
+        state["chunks"][row["chunk"]] = row
+        if row["last"]:
+            state["last"] = row["chunk"]
+        if state["last"] is None or len(state["chunks"]) < state["last"] + 1:
+            continue
+        chunks = [state["chunks"][i] for i in range(state["last"] + 1)]
+        del pending[row["video_id"]]
+        hits = _record_video(out, chunks)
+        if hits is None:
+            progress.update(failed=1)
+        else:
+            hits_total += hits
+            progress.update(done=1, extra=f"{hits_total} matches")
+    progress.close()
+
+
+def _record_video(out: OutputRoot, chunks: list[dict]) -> int | None:
+    """Write one video's matches, then its manifest entry (the commit point)."""
+    last = chunks[-1]
+    video_id = last["video_id"]
+    entry = {"video_id": video_id, "path": last["path"]}
+    if last["error"]:
+        atomic_write_json(
+            out.manifest_entry(video_id), {**entry, "status": "failed", "error": last["error"]}
+        )
+        return None
+    boundaries = [b for c in chunks for b in zip(c["boundaries"][::2], c["boundaries"][1::2])]
+    matches = pa.table(
+        {
+            "t_s": pa.array([t for c in chunks for t in c["hit_t"]], pa.float64()),
+            "image_key": pa.array([k for c in chunks for k in c["hit_key"]], pa.string()),
+            "similarity": pa.array([s for c in chunks for s in c["hit_score"]], pa.float32()),
+        }
+    )
+    atomic_write_parquet(out.matches / f"{video_id}.parquet", matches)
+    atomic_write_json(
+        out.manifest_entry(video_id),
+        {
+            **entry,
+            "status": "done",
+            "error": "",
+            "duration_s": last["duration_s"],
+            "fps": last["fps"],
+            "frames_sampled": sum(c["frames_seen"] for c in chunks),
+            "boundaries": boundaries,
+            "matches": matches.num_rows,
+            "decode_s": round(last["decode_s"], 3),
+        },
+    )
+    return matches.num_rows
+
+
+def select(cfg: MineConfig, out: OutputRoot, captions: dict[str, str]) -> tuple[list[dict], dict]:
+    """Select spans over all done videos and plan shard groups; written to spans.parquet."""
+    manifest = {k: v for k, v in out.read_manifest().items() if v["status"] == "done"}
+    matches, shots = {}, {}
+    for video_id, entry in manifest.items():
+        table = pq.read_table(out.matches / f"{video_id}.parquet")
+        matches[video_id] = list(
+            zip(
+                table["t_s"].to_pylist(),
+                table["image_key"].to_pylist(),
+                table["similarity"].to_pylist(),
+            )
+        )
+        shots[video_id] = VideoShots(
+            [tuple(b) for b in entry["boundaries"]], entry["duration_s"], entry["fps"]
+        )
+    m = cfg.match
+    spans, dropped = select_spans(
+        matches,
+        shots,
+        m.clip_seconds,
+        m.min_clip_seconds,
+        m.max_clips_per_image,
+        m.max_clips_per_video,
+    )
+    bytes_per_second = 200_000 * (cfg.cut.max_height / 360) ** 2
+    groups = plan_groups(spans, cfg.shards.max_rows, cfg.shards.max_bytes, bytes_per_second)
+    for span, group in zip(spans, groups):
+        span["caption"] = captions[span["image_key"]]
+        span["group"] = group
+        span["path"] = manifest[span["video_id"]]["path"]
+    plan = {
+        "videos": sorted(manifest),
+        "spans": len(spans),
+        "groups": (max(groups) + 1) if groups else 0,
+        "dropped": dropped,
+    }
+    if out.spans.exists():
+        previous = pq.read_table(out.spans)
+        old = json.loads((previous.schema.metadata or {}).get(b"vcc.plan", b"{}"))
+        if old.get("videos") != plan["videos"] and any(out.shards.glob("shard-*.parquet")):
+            raise RunMismatchError(
+                f"{out.root} already has shards cut from another set of videos; use a new --out"
+            )
+    table = (
+        pa.Table.from_pylist(spans) if spans else pa.table({"video_id": pa.array([], pa.string())})
+    )
+    table = table.replace_schema_metadata({"vcc.plan": json.dumps(plan)})
+    atomic_write_parquet(out.spans, table)
+    return spans, plan
+
+
+@ray.remote(num_cpus=1)
+def _cut_task(video: dict, spans: list[dict], cfg: MineConfig) -> tuple[list[dict], list[dict]]:
+    return cut_video(video, spans, cfg)
+
+
+@ray.remote(num_cpus=0.25)
+def _write_task(folder: str, group: int, run_id: str, compression: str, *parts) -> dict:
+    rows = [r for part_rows, _ in parts for r in part_rows]
+    failures = [f for _, part_failures in parts for f in part_failures]
+    stats = {
+        "group": group,
+        "failed": len(failures),
+        "failures": failures,
+        "videos": sorted({r["video_id"] for r in rows}),
+    }
+    write_shard(folder, group, rows, stats, run_id, compression)
+    return {"rows": len(rows), "failed": len(failures)}
+
+
+def cut_spans(cfg: MineConfig, out: OutputRoot, spans: list[dict], run_id: str) -> dict:
+    """Pass 2: cut each missing shard group's clips and write its shard."""
+    by_group: dict[int, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    for span in spans:
+        by_group[span["group"]][span["video_id"]].append(span)
+    todo = [g for g in sorted(by_group) if not (out.shards / shard_name(g)).exists()]
+    progress = Progress("pass 2 (cut)", len(todo), "shards")
+    totals = {"rows": 0, "failed": 0}
+    in_flight = []
+    limit = max(2, int(ray.available_resources().get("CPU", 2)))
+    for group in todo:
+        parts = [
+            _cut_task.remote(
+                {"video_id": vid, "path": vs[0]["path"], "video_url": Path(vs[0]["path"]).as_uri()},
+                vs,
+                cfg,
+            )
+            for vid, vs in sorted(by_group[group].items())
+        ]
+        in_flight.append(
+            _write_task.remote(str(out.shards), group, run_id, cfg.shards.compression, *parts)
+        )
+        while len(in_flight) >= limit:
+            ready, in_flight = ray.wait(in_flight, num_returns=1)
+            _tally(ray.get(ready[0]), totals, progress)
+    for ref in in_flight:
+        _tally(ray.get(ref), totals, progress)
+    progress.close()
+    return totals
+
+
+def _tally(result: dict, totals: dict, progress: Progress) -> None:
+    totals["rows"] += result["rows"]
+    totals["failed"] += result["failed"]
+    progress.update(done=1, extra=f"{totals['rows']} clips, {totals['failed']} cut failures")
+
+
+def mine(images: str, videos: str, out: str, cfg: MineConfig) -> MineResult:
+    """Run the whole DAG; validates every input before any work, resumes whatever OUT holds."""
+    started = time.perf_counter()
+    table = read_image_table(images)
+    video_list = list_videos(videos)
+    root = OutputRoot(out)
+    run = _check_run(root, cfg, images, videos)
+    root.make()
+
+    init_ray(cfg)
+    keys, captions, index_meta = embed_images(cfg, root, table)
+    run.update({"run_id": run["fingerprint"], "versions": _versions(), "index": index_meta})
+    atomic_write_json(root.run_json, run)
+
+    match_videos(cfg, root, video_list, keys)
+    spans, plan = select(cfg, root, dict(zip(keys, captions)))
+    cut_totals = cut_spans(cfg, root, spans, run["run_id"])
+    stats = summarize(root, plan, index_meta)
+    stats["seconds"] = round(time.perf_counter() - started, 1)
+    atomic_write_json(root.stats, stats)
+    log.info("pass 2 this run: %s", cut_totals)
+    shards = sorted(str(p) for p in root.shards.glob("shard-*.parquet"))
+    return MineResult(root.root, shards, stats)
+
+
+def summarize(root: OutputRoot, plan: dict, index_meta: dict) -> dict:
+    """Counts over the whole output root, whichever run produced them."""
+    manifest = root.read_manifest()
+    failed_videos = {k: v["error"] for k, v in manifest.items() if v["status"] == "failed"}
+    shard_stats = [
+        json.loads(p.read_text()) for p in sorted(root.shards.glob("shard-*.stats.json"))
+    ]
+    image_failures = pq.read_table(root.images / "failures.parquet").to_pylist()
+    return {
+        "videos": len(manifest),
+        "videos_done": len(manifest) - len(failed_videos),
+        "videos_failed": failed_videos,
+        "images": index_meta["images"],
+        "images_failed": {f["key"]: f["error"] for f in image_failures},
+        "spans": plan["spans"],
+        "dropped": plan["dropped"],
+        "clips": sum(s["rows"] for s in shard_stats),
+        "clips_failed": [f for s in shard_stats for f in s["failures"]],
+        "shards": len(shard_stats),
+    }

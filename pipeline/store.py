@@ -1,0 +1,83 @@
+"""The output root's layout, atomic writes, and the per-video manifest that drives resume."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def atomic_write_parquet(path: Path, table: pa.Table) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    pq.write_table(table, tmp, compression="zstd")
+    os.replace(tmp, path)
+
+
+class OutputRoot:
+    """Where each artifact of a run lives under OUT (see DESIGN.md, Data flow)."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    @property
+    def run_json(self) -> Path:
+        return self.root / "run.json"
+
+    @property
+    def images(self) -> Path:
+        return self.root / "images"
+
+    @property
+    def index(self) -> Path:
+        return self.root / "index"
+
+    @property
+    def matches(self) -> Path:
+        return self.root / "matches"
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / "manifest"
+
+    @property
+    def spans(self) -> Path:
+        return self.root / "spans.parquet"
+
+    @property
+    def shards(self) -> Path:
+        return self.root / "shards"
+
+    @property
+    def stats(self) -> Path:
+        return self.root / "stats.json"
+
+    def make(self) -> None:
+        for folder in (self.images, self.index, self.matches, self.manifest, self.shards):
+            folder.mkdir(parents=True, exist_ok=True)
+
+    def manifest_entry(self, video_id: str) -> Path:
+        return self.manifest / f"{video_id}.json"
+
+    def read_manifest(self) -> dict[str, dict]:
+        """video_id -> its recorded state (status done or failed, error, shot data)."""
+        entries = {}
+        for path in sorted(self.manifest.glob("*.json")):
+            entry = json.loads(path.read_text())
+            entries[entry["video_id"]] = entry
+        return entries

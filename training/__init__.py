@@ -1,0 +1,1 @@
+"""VideoCoCa training on the mined shards (Ray Train); not built yet."""
