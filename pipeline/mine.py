@@ -98,8 +98,9 @@ def _check_run(out: OutputRoot, cfg: MineConfig, images: str, videos: str) -> di
         previous = json.loads(out.run_json.read_text())
         if previous.get("fingerprint") != run["fingerprint"]:
             raise RunMismatchError(
-                f"{out.root} was mined with another config (fingerprint {previous.get('fingerprint')} "
-                f"vs {run['fingerprint']}); use a new --out or the same config"
+                f"{out.root} was mined with another config (fingerprint "
+                f"{previous.get('fingerprint')} vs {run['fingerprint']}); "
+                "use a new --out or the same config"
             )
         if previous.get("inputs") != run["inputs"]:
             raise RunMismatchError(
@@ -380,6 +381,8 @@ def mine(images: str, videos: str, out: str, cfg: MineConfig) -> MineResult:
     root = OutputRoot(out)
     run = _check_run(root, cfg, images, videos)
     root.make()
+    if removed := root.remove_stale_temps():
+        log.info("removed %d temp files left by an interrupted run", removed)
 
     init_ray(cfg)
     keys, captions, index_meta = embed_images(cfg, root, table)

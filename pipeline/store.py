@@ -71,6 +71,13 @@ class OutputRoot:
         for folder in (self.images, self.index, self.matches, self.manifest, self.shards):
             folder.mkdir(parents=True, exist_ok=True)
 
+    def remove_stale_temps(self) -> int:
+        """Delete temp files that a killed run left behind (never visible as results)."""
+        stale = [p for p in self.root.rglob(".*.tmp-*") if p.is_file()]
+        for path in stale:
+            path.unlink(missing_ok=True)
+        return len(stale)
+
     def manifest_entry(self, video_id: str) -> Path:
         return self.manifest / f"{video_id}.json"
 
