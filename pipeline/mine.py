@@ -22,6 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+# Ray Data logs each dataset's start and end at INFO; the driver's progress line says enough
+os.environ.setdefault("RAY_DATA_LOG_LEVEL", "ERROR")
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 import ray
@@ -69,7 +73,8 @@ def init_ray(cfg: MineConfig) -> None:
     if ray.is_initialized():
         return
     address = cfg.ray.address or os.environ.get("RAY_ADDRESS")
-    kwargs = {"address": address} if address else {"num_cpus": cfg.ray.num_cpus}
+    # "local" starts a new instance even when a `ray start` cluster runs here; "auto" joins it
+    kwargs = {"address": address} if address else {"address": "local", "num_cpus": cfg.ray.num_cpus}
     ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False, **kwargs)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
@@ -129,8 +134,7 @@ def embed_images(
         ray.data.from_arrow(usable)
         .repartition(max(1, min(64, usable.num_rows // 256)))
         .map_batches(
-            EmbedImages,
-            fn_constructor_args=(cfg,),
+            _bound(EmbedImages, cfg),
             batch_size=256,
             batch_format="pyarrow",
             compute=ray.data.ActorPoolStrategy(size=cfg.embed.actors),
@@ -184,11 +188,26 @@ def embed_images(
     return good["key"].to_pylist(), good["caption"].to_pylist(), meta
 
 
+def _bound(cls: type, *args) -> type:
+    """cls with its constructor arguments bound, so that Ray Data ships them with the class.
+
+    Arguments passed as fn_constructor_args live in the object store, which makes Ray warn that
+    a restarted actor could lose them.
+    """
+
+    class Bound(cls):
+        def __init__(self) -> None:
+            super().__init__(*args)
+
+    Bound.__name__ = Bound.__qualname__ = cls.__name__
+    return Bound
+
+
 def _embed_resources(cfg: MineConfig) -> dict:
     return {"num_gpus": 1} if cfg.embed.device == "cuda" else {"num_cpus": 1}
 
 
-def match_videos(cfg: MineConfig, out: OutputRoot, videos: list[dict], keys: list[str]) -> None:
+def match_videos(cfg: MineConfig, out: OutputRoot, videos: list[dict]) -> None:
     """Pass 1: decode, embed and search every video not yet in the manifest."""
     manifest = out.read_manifest()
     todo = [v for v in videos if v["video_id"] not in manifest]
@@ -197,12 +216,18 @@ def match_videos(cfg: MineConfig, out: OutputRoot, videos: list[dict], keys: lis
     progress = Progress("pass 1 (find)", len(todo), "videos")
     stream = (
         ray.data.from_items(todo, override_num_blocks=len(todo))
+        # decode tasks scale out on their own; their own retry setting also keeps Ray Data from
+        # fusing them into the few embed actors, which would serialise decoding
         .map_batches(
-            decode_videos, fn_kwargs={"cfg": cfg}, batch_size=1, batch_format="pyarrow", num_cpus=1
+            decode_videos,
+            fn_kwargs={"cfg": cfg},
+            batch_size=1,
+            batch_format="pyarrow",
+            num_cpus=1,
+            max_retries=3,
         )
         .map_batches(
-            MatchFrames,
-            fn_constructor_args=(cfg, str(out.index), keys),
+            _bound(MatchFrames, cfg, str(out.index), str(out.images / "images.parquet")),
             batch_size=1,
             batch_format="pyarrow",
             compute=ray.data.ActorPoolStrategy(size=cfg.embed.actors),
@@ -389,7 +414,7 @@ def mine(images: str, videos: str, out: str, cfg: MineConfig) -> MineResult:
     run.update({"run_id": run["fingerprint"], "versions": _versions(), "index": index_meta})
     atomic_write_json(root.run_json, run)
 
-    match_videos(cfg, root, video_list, keys)
+    match_videos(cfg, root, video_list)
     spans, plan = select(cfg, root, dict(zip(keys, captions)))
     cut_totals = cut_spans(cfg, root, spans, run["run_id"])
     stats = summarize(root, plan, index_meta)

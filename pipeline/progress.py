@@ -26,7 +26,7 @@ class Progress:
         if extra is not None:
             self.extra = extra
         now = time.monotonic()
-        if now - self._last >= self.every:
+        if now - self._last >= self.every and self.done + self.failed < self.total:
             self._last = now
             self._print(final=False)
 

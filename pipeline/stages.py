@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from mining.cut import cut_clip
 from mining.embed import DctEmbedder, OpenClipEmbedder
@@ -137,10 +138,10 @@ def decode_videos(batch: pa.Table, cfg: MineConfig) -> Iterator[pa.Table]:
 class MatchFrames:
     """Ray Data actor: frame chunks -> matches (frame time, image key, score) against the index."""
 
-    def __init__(self, cfg: MineConfig, index_dir: str, keys: list[str]) -> None:
+    def __init__(self, cfg: MineConfig, index_dir: str, images_path: str) -> None:
         self.embedder = make_embedder(cfg.embed)
         self.index = ImageIndex.load(index_dir, nprobe=cfg.index.nprobe)
-        self.keys = np.array(keys, dtype=object)
+        self.keys = np.array(pq.read_table(images_path, columns=["key"])["key"].to_pylist(), object)
         self.top_k = cfg.index.top_k
         self.threshold = (
             cfg.match.threshold

@@ -26,13 +26,42 @@ def test_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """6 s, 25 fps, 160x90, GOP of 25 frames without scene cuts, a hard cut at 2.6 s, audio."""
     path = tmp_path_factory.mktemp("media") / "twoshots.mp4"
     run_ffmpeg(
-        "-f", "lavfi", "-i", "testsrc2=size=160x90:rate=25:duration=2.6",
-        "-f", "lavfi", "-i", "mandelbrot=size=160x90:rate=25",
-        "-f", "lavfi", "-i", "sine=frequency=440:duration=6",
-        "-filter_complex", "[1:v]trim=duration=3.4,setpts=PTS-STARTPTS[b];[0:v][b]concat=n=2:v=1[v]",
-        "-map", "[v]", "-map", "2:a", "-c:v", "libx264", "-preset", "ultrafast",
-        "-g", "25", "-keyint_min", "25", "-sc_threshold", "0", "-pix_fmt", "yuv420p",
-        "-c:a", "aac", "-shortest", "-movflags", "+faststart", str(path),
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=160x90:rate=25:duration=2.6",
+        "-f",
+        "lavfi",
+        "-i",
+        "mandelbrot=size=160x90:rate=25",
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:duration=6",
+        "-filter_complex",
+        "[1:v]trim=duration=3.4,setpts=PTS-STARTPTS[b];[0:v][b]concat=n=2:v=1[v]",
+        "-map",
+        "[v]",
+        "-map",
+        "2:a",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-g",
+        "25",
+        "-keyint_min",
+        "25",
+        "-sc_threshold",
+        "0",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        "-shortest",
+        "-movflags",
+        "+faststart",
+        str(path),
     )
     return path
 
@@ -53,4 +82,10 @@ def bad_videos(tmp_path_factory: pytest.TempPathFactory, test_video: Path) -> di
     text.write_text("this is a text file, not a video\n" * 50)
     audio = folder / "audioonly.mp4"
     run_ffmpeg("-f", "lavfi", "-i", "sine=frequency=440:duration=2", "-c:a", "aac", str(audio))
-    return {"zero": zero, "truncated": truncated, "noindex": no_index, "notvideo": text, "audioonly": audio}
+    return {
+        "zero": zero,
+        "truncated": truncated,
+        "noindex": no_index,
+        "notvideo": text,
+        "audioonly": audio,
+    }

@@ -11,11 +11,10 @@ from pipeline.config import load_config
 from pipeline.mine import MineResult, mine
 
 
-
 @pytest.fixture(scope="session")
 def ray_session():
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
 
@@ -24,5 +23,9 @@ def ray_session():
 def mined(small_corpus: Path, tmp_path_factory: pytest.TempPathFactory, ray_session) -> MineResult:
     """The small corpus mined once, uninterrupted, with default settings but small shards."""
     out = tmp_path_factory.mktemp("mined") / "out"
-    return mine(str(small_corpus / "images.parquet"), str(small_corpus / "videos"), str(out),
-                load_config(overrides=["shards.max_rows=3", "ray.num_cpus=2"]))
+    return mine(
+        str(small_corpus / "images.parquet"),
+        str(small_corpus / "videos"),
+        str(out),
+        load_config(overrides=["shards.max_rows=3", "ray.num_cpus=2"]),
+    )

@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -74,9 +75,11 @@ def test_clips_decode_and_spans_are_real(mined, small_corpus):
             frames = list(container.decode(stream))
             assert frames
             fps = float(stream.average_rate)
-            probed = float(frames[-1].pts * frames[-1].time_base) - float(
-                frames[0].pts * frames[0].time_base
-            ) + 1.0 / fps
+            probed = (
+                float(frames[-1].pts * frames[-1].time_base)
+                - float(frames[0].pts * frames[0].time_base)
+                + 1.0 / fps
+            )
         assert abs(probed - (row["end_s"] - row["start_s"])) <= 1.0 / fps + 1e-6
         assert 0.0 <= row["start_s"] <= row["match_t_s"] <= row["end_s"]
         assert row["end_s"] <= durations[row["video_id"]] + 1e-6
@@ -97,20 +100,32 @@ def test_manifest_and_stats_account_for_every_video(mined, small_corpus):
 
 def test_rerun_is_a_no_op_with_the_same_ids(mined, small_corpus):
     before = {p: os.stat(p).st_mtime_ns for p in mined.shards}
-    again = mine(str(small_corpus / "images.parquet"), str(small_corpus / "videos"),
-                 str(mined.out), load_config(overrides=SMALL_RUN))
+    again = mine(
+        str(small_corpus / "images.parquet"),
+        str(small_corpus / "videos"),
+        str(mined.out),
+        load_config(overrides=SMALL_RUN),
+    )
     assert {p: os.stat(p).st_mtime_ns for p in again.shards} == before
 
 
 def test_a_changed_config_is_refused_on_the_same_out(mined, small_corpus):
     with pytest.raises(RunMismatchError, match="another config"):
-        mine(str(small_corpus / "images.parquet"), str(small_corpus / "videos"), str(mined.out),
-             load_config(overrides=[*SMALL_RUN, "match.clip_seconds=4"]))
+        mine(
+            str(small_corpus / "images.parquet"),
+            str(small_corpus / "videos"),
+            str(mined.out),
+            load_config(overrides=[*SMALL_RUN, "match.clip_seconds=4"]),
+        )
 
 
 def test_clip_ids_are_deterministic_across_runs(mined, small_corpus, tmp_path, ray_session):
-    other = mine(str(small_corpus / "images.parquet"), str(small_corpus / "videos"),
-                 str(tmp_path / "again"), load_config(overrides=SMALL_RUN))
+    other = mine(
+        str(small_corpus / "images.parquet"),
+        str(small_corpus / "videos"),
+        str(tmp_path / "again"),
+        load_config(overrides=SMALL_RUN),
+    )
     ids = sorted(read_shards(other.out, columns=["clip_id"])["clip_id"].to_pylist())
     assert ids == sorted(read_shards(mined.out, columns=["clip_id"])["clip_id"].to_pylist())
 
@@ -121,8 +136,9 @@ def _vcc(*args: str) -> list[str]:
 
 def _kill_when(cmd: list[str], ready, timeout: float = 240.0) -> bool:
     """Start cmd; SIGKILL its driver once ready() holds. Returns whether it was killed midway."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     deadline = time.monotonic() + timeout
     killed = False
     while proc.poll() is None and time.monotonic() < deadline:
@@ -147,8 +163,15 @@ def _readable(out: Path) -> None:
 
 def test_sigkill_then_rerun_gives_the_same_clips(mined, small_corpus, tmp_path):
     out = tmp_path / "killed"
-    args = ["mine", "--images", str(small_corpus / "images.parquet"),
-            "--videos", str(small_corpus / "videos"), "--out", str(out)]
+    args = [
+        "mine",
+        "--images",
+        str(small_corpus / "images.parquet"),
+        "--videos",
+        str(small_corpus / "videos"),
+        "--out",
+        str(out),
+    ]
     for override in SMALL_RUN:
         args += ["--set", override]
 
@@ -174,11 +197,14 @@ def test_bad_inputs_end_as_recorded_failures(small_corpus, bad_videos, tmp_path,
         shutil.copy(path, videos / f"bad_{name}.mp4")
     table = pq.read_table(small_corpus / "images.parquet")
     first = table.slice(0, 1).to_pylist()[0]
-    extra = pa.Table.from_pylist([
-        {"key": "broken", "caption": "a photo that is not one", "jpg": b"\x89PNG not really"},
-        {"key": "silent", "caption": "   ", "jpg": first["jpg"]},
-        {"key": first["key"], "caption": "a second row with a used key", "jpg": first["jpg"]},
-    ], schema=table.schema)
+    extra = pa.Table.from_pylist(
+        [
+            {"key": "broken", "caption": "a photo that is not one", "jpg": b"\x89PNG not really"},
+            {"key": "silent", "caption": "   ", "jpg": first["jpg"]},
+            {"key": first["key"], "caption": "a second row with a used key", "jpg": first["jpg"]},
+        ],
+        schema=table.schema,
+    )
     images = tmp_path / "images.parquet"
     pq.write_table(pa.concat_tables([table, extra]), images)
 
@@ -191,10 +217,80 @@ def test_bad_inputs_end_as_recorded_failures(small_corpus, bad_videos, tmp_path,
     assert "no video stream" in manifest["bad_audioonly"]["error"]
     assert manifest["vid000"]["status"] == manifest["vid001"]["status"] == "done"
 
-    failures = {r["key"]: r["error"] for r in pq.read_table(result.out / "images" /
-                                                             "failures.parquet").to_pylist()}
+    failures = {
+        r["key"]: r["error"]
+        for r in pq.read_table(result.out / "images" / "failures.parquet").to_pylist()
+    }
     assert "undecodable image" in failures["broken"]
     assert failures["silent"] == "empty caption"
     assert "duplicate key" in failures[first["key"]]
     assert result.stats["clips"] > 0
     assert set(result.stats["videos_failed"]) == {f"bad_{n}" for n in bad_videos}
+
+
+def test_keyframe_mode_refines_cuts_where_clips_need_them(small_corpus, tmp_path, ray_session):
+    # keyframes are up to 2 s apart in the fixed-GOP video, so each cut a clip touches must be
+    # found by decoding its interval; purity shows whether that worked
+    result = mine(
+        str(small_corpus / "images.parquet"),
+        str(small_corpus / "videos"),
+        str(tmp_path / "out"),
+        load_config(overrides=["decode.mode=keyframes"]),
+    )
+    manifest = json.loads((result.out / "manifest" / "vid001.json").read_text())
+    widths = [hi - lo for lo, hi in manifest["boundaries"]]
+    assert max(widths) > 0.5, "the coarse boundaries should be keyframe intervals"
+    clips = read_shards(result.out, columns=["video_id", "start_s", "end_s", "image_key"])
+    score = score_clips(clips, load_truth(small_corpus))
+    assert score["clips"] > 0
+    assert score["precision"] >= 0.95, score
+    assert score["purity"] >= 0.95, score
+
+
+def test_mines_on_a_ray_cluster_given_by_address(small_corpus, tmp_path):
+    """A separate Ray head (what `ray up` starts), joined through --address."""
+    port = "6390"
+    env = {**os.environ, "RAY_ADDRESS": ""}
+    temp_dir = tempfile.mkdtemp(prefix="vcc-ray-")  # keeps /tmp/ray's "current cluster" file out
+    # --block keeps the head's processes in one group, so that only this head is stopped
+    head = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("ray")),
+            "start",
+            "--head",
+            f"--port={port}",
+            "--num-cpus=2",
+            "--include-dashboard=false",
+            "--disable-usage-stats",
+            f"--temp-dir={temp_dir}",
+            "--block",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        done = subprocess.run(
+            _vcc(
+                "mine",
+                "--images",
+                str(small_corpus / "images.parquet"),
+                "--videos",
+                str(small_corpus / "videos"),
+                "--out",
+                str(tmp_path / "out"),
+                "--address",
+                f"127.0.0.1:{port}",
+            ),
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
+        )
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        head.wait(timeout=60)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert read_shards(tmp_path / "out", columns=["clip_id"]).num_rows > 0
