@@ -99,6 +99,8 @@ def sample_frames(path: str, count: int, height: int) -> tuple[list[bytes], dict
     Only the picked frames are converted; the rest are decoded and dropped.
     """
     with av.open(path) as container:
+        if not container.streams.video:
+            raise MediaError("the cut clip holds no video: does the span lie past the video's end?")
         stream = container.streams.video[0]
         origin = _container_start(container)
         pts = sorted(p.pts for p in container.demux(stream) if p.pts is not None)
@@ -155,6 +157,11 @@ def cut_clip(
         with open(dst, "rb") as fh:
             data = fh.read()
     real_start = keyframe_at_or_before(src, start) if mode == "copy" else start
+    if real_start + measured["duration_s"] <= start:
+        raise MediaError(
+            f"the cut clip ends at {real_start + measured['duration_s']:.2f}s, before the span's "
+            f"start {start:.2f}s: the span lies past the video's end"
+        )
     return Clip(
         data=data,
         start_s=real_start,

@@ -60,7 +60,7 @@ class DctEmbedder:
     thumb: int = 32
     freqs: int = 8
     window_scales: tuple[float, ...] = (1.0, 0.9, 0.8, 0.7, 0.62)
-    window_grid: int = 4
+    window_grid: int = 5  # odd, so that one window of each scale is centred
     weight_power: float = 1.5
     default_threshold: float = 0.7
 

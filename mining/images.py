@@ -57,7 +57,7 @@ def read_image_table(path: str) -> pa.Table:
                 f"image table file {file} lacks column(s) {', '.join(missing)}; "
                 f"it needs {', '.join(REQUIRED_COLUMNS)} (img2dataset's Parquet layout)"
             )
-        tables.append(table.select(list(REQUIRED_COLUMNS)))
+        tables.append(table)  # columns beyond the required ones are kept as metadata
     table = pa.concat_tables(tables, promote_options="permissive")
     if table.num_rows == 0:
         raise InputError(f"image table {path} has no rows")
@@ -98,7 +98,8 @@ def validate_rows(table: pa.Table) -> tuple[pa.Table, list[dict]]:
             "%d of %d image rows unusable (first: %s)", len(failures), table.num_rows, failures[0]
         )
     ok = table.filter(pa.array(keep))
-    ok = ok.set_column(0, "key", pa.compute.cast(ok["key"], pa.string()))
+    key_column = ok.schema.get_field_index("key")
+    ok = ok.set_column(key_column, "key", pa.compute.cast(ok["key"], pa.string()))
     return ok, failures
 
 

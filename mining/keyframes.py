@@ -16,6 +16,7 @@ both in [0, 1].
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -108,6 +109,8 @@ def decode_frames(
         for packet in container.demux(stream):
             if packet.pts is not None:
                 last_packet_s = max(last_packet_s, float(packet.pts * packet.time_base) - origin)
+            if keyframes_only and packet.size and not packet.is_keyframe:
+                continue  # some decoders (vp9) ignore skip_frame; never feed them other frames
             for frame in packet.decode():
                 decoded += 1
                 t = frame_time(frame, origin)
@@ -118,7 +121,7 @@ def decode_frames(
                 if not keyframes_only:
                     if t + 1e-6 < next_sample:
                         continue
-                    next_sample = t + 1.0 / fps
+                    next_sample = (math.floor(t * fps + 1e-6) + 1) / fps  # on the grid, no drift
                 chunk.times.append(t)
                 chunk.frames.append(frame.to_ndarray(width=width, height=height, format="rgb24"))
                 if len(chunk.times) >= chunk_frames:
@@ -139,6 +142,24 @@ def decode_frames(
         yield chunk
 
 
+def _frames_from(container, stream, origin: float, t: float) -> Iterator[av.VideoFrame]:
+    """Decoded frames from the last one at or before t onwards.
+
+    A seek may land after t (MPEG-TS seeks to the next keyframe); then seek further back.
+    """
+    for back in (0.0, 2.0, 10.0, None):
+        target = 0.0 if back is None else max(t - back + origin, 0.0)
+        container.seek(int(target / stream.time_base), stream=stream, backward=True)
+        frames = container.decode(stream)
+        first = next(frames, None)
+        if first is None:
+            return
+        if back is None or frame_time(first, origin) <= t + 1e-6:
+            yield first
+            yield from frames
+            return
+
+
 def refine_cut(path: str, lo: float, hi: float, shot_threshold: float = 0.35) -> float | None:
     """The exact time of the strongest cut in (lo, hi], decoding that interval at full rate.
 
@@ -150,9 +171,7 @@ def refine_cut(path: str, lo: float, hi: float, shot_threshold: float = 0.35) ->
     best: tuple[float, float] | None = None
     previous: np.ndarray | None = None
     try:
-        seek_pts = int((lo + origin) / stream.time_base)
-        container.seek(max(seek_pts, 0), stream=stream, backward=True, any_frame=False)
-        for frame in container.decode(stream):
+        for frame in _frames_from(container, stream, origin, lo):
             t = frame_time(frame, origin)
             if t < lo - 1e-6:
                 continue

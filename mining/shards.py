@@ -113,4 +113,4 @@ def read_shards(path: str | Path, columns: list[str] | None = None) -> pa.Table:
     for file in files:
         check_schema(pq.read_schema(file), file)
         tables.append(pq.read_table(file, columns=columns))
-    return pa.concat_tables(tables)
+    return pa.concat_tables(tables, promote_options="default")

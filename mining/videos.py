@@ -86,8 +86,10 @@ def list_videos(spec: str) -> list[dict]:
     seen: set[str] = set()
     for position, entry in enumerate(entries):
         video_id = safe_id(str(entry.get("video_id") or Path(entry["path"]).stem))
-        if video_id in seen:
-            video_id = f"{video_id}-{position}"
+        stem, suffix = video_id, position
+        while video_id in seen:
+            video_id = f"{stem}-{suffix}"
+            suffix += 1
         seen.add(video_id)
         path = os.path.abspath(entry["path"])
         videos.append({"video_id": video_id, "path": path, "video_url": Path(path).as_uri()})

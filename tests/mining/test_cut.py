@@ -219,11 +219,6 @@ def test_span_running_past_the_end_is_cut_short(test_video: Path):
     assert clip.duration_s == pytest.approx(1.0, abs=1 / FPS)
 
 
-@pytest.mark.xfail(
-    reason="BUG: a span that starts at or past the last frame gives ffmpeg an output without a "
-    "video stream; sample_frames indexes streams.video[0] and raises IndexError, not MediaError",
-    strict=True,
-)
 @pytest.mark.parametrize("span", [(7.0, 8.0), (5.99, 7.0)])
 def test_span_beyond_the_end_raises_media_error(test_video: Path, span):
     with pytest.raises(MediaError):
@@ -237,21 +232,11 @@ def test_copy_span_at_the_last_frame_gives_the_last_gop(test_video: Path):
     assert clip.end_s == pytest.approx(6.0, abs=1 / FPS)
 
 
-@pytest.mark.xfail(
-    reason="BUG: copy mode with a span past the end of the video returns the last GOP, "
-    "[5.0, 6.0) for a request of [7.0, 8.0): a clip that does not overlap its span, no error",
-    strict=True,
-)
 def test_copy_span_beyond_the_end_raises_media_error(test_video: Path):
     with pytest.raises(MediaError):
         cut_clip(str(test_video), 7.0, 8.0, mode="copy")
 
 
-@pytest.mark.xfail(
-    reason="BUG: cutting where a truncated source has no data left raises IndexError from "
-    "sample_frames instead of MediaError",
-    strict=True,
-)
 def test_span_past_the_data_of_a_truncated_source_raises_media_error(
     bad_videos: dict[str, Path],
 ):

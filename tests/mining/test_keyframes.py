@@ -49,12 +49,6 @@ def test_fps_mode_samples_at_the_asked_rate(test_video: Path):
     assert np.diff(times) == pytest.approx(np.full(29, 0.2), abs=1e-6)
 
 
-@pytest.mark.xfail(
-    reason="BUG: fps mode sets next_sample = t + 1/fps from the kept frame's time, so every "
-    "interval rounds up to a whole frame and the rate drifts below fps when 1/fps is not a "
-    "multiple of the frame interval (fps=3 on 25 fps gives 17 samples in 6 s, at 0.36 s steps)",
-    strict=True,
-)
 def test_fps_mode_does_not_drift(test_video: Path):
     times, _, _ = _decode(test_video, mode="fps", fps=3.0)
 
@@ -160,11 +154,6 @@ def test_start_time_offset_is_removed(ts_video: Path):
     assert refine_cut(str(ts_video), *coarse[0]) == pytest.approx(hi, abs=1e-3)
 
 
-@pytest.mark.xfail(
-    reason="BUG: refine_cut trusts container.seek to land at or before lo; on MPEG-TS it lands "
-    "on the next keyframe (3.02 s for lo=2.12), skips the cut at 2.62 s and returns None",
-    strict=True,
-)
 def test_refine_cut_on_mpegts_between_keyframes(ts_video: Path):
     _, _, exact = _decode(ts_video, mode="fps", fps=1.0)
     cut = exact[0][1]
@@ -179,11 +168,6 @@ def test_vp9_fps_mode(vp9_video: Path):
     assert boundaries == []
 
 
-@pytest.mark.xfail(
-    reason="BUG: keyframes mode relies on skip_frame=NONKEY, which FFmpeg's vp9 decoder ignores: "
-    "a VP9 WebM yields all 75 frames instead of its 3 keyframes",
-    strict=True,
-)
 def test_vp9_keyframes_mode_gives_only_keyframes(vp9_video: Path):
     times, _, _ = _decode(vp9_video, mode="keyframes")
 

@@ -105,11 +105,6 @@ def test_duplicate_stems_get_distinct_ids(tmp_path: Path):
     assert len({v["path"] for v in videos}) == 3
 
 
-@pytest.mark.xfail(
-    reason="BUG: a suffixed id `stem-position` is not checked against the ids already taken, "
-    "so `x-2.mp4`, `x.mkv`, `x.mp4` all list but two of them get the id x-2",
-    strict=True,
-)
 def test_suffixed_id_never_collides(tmp_path: Path):
     for name in ["x-2.mp4", "x.mkv", "x.mp4"]:
         _touch(tmp_path / name)

@@ -87,7 +87,7 @@ def test_a_table_with_extra_columns_is_fine(tmp_path, small_corpus):
 
     path = tmp_path / "extra.parquet"
     pq.write_table(table, path)
-    assert read_image_table(str(path)).column_names == ["key", "caption", "jpg"]
+    assert read_image_table(str(path)).column_names == ["key", "caption", "jpg", "url"]
 
 
 def test_help_and_config_listing():

@@ -9,7 +9,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -250,8 +249,8 @@ def test_keyframe_mode_refines_cuts_where_clips_need_them(small_corpus, tmp_path
 def test_mines_on_a_ray_cluster_given_by_address(small_corpus, tmp_path):
     """A separate Ray head (what `ray up` starts), joined through --address."""
     port = "6390"
-    env = {**os.environ, "RAY_ADDRESS": ""}
-    temp_dir = tempfile.mkdtemp(prefix="vcc-ray-")  # keeps /tmp/ray's "current cluster" file out
+    # a `ray start` head wants a token from its clients; both read it from ~/.ray/auth_token
+    env = {**os.environ, "RAY_ADDRESS": "", "RAY_AUTH_MODE": "token"}
     # --block keeps the head's processes in one group, so that only this head is stopped
     head = subprocess.Popen(
         [
@@ -262,7 +261,6 @@ def test_mines_on_a_ray_cluster_given_by_address(small_corpus, tmp_path):
             "--num-cpus=2",
             "--include-dashboard=false",
             "--disable-usage-stats",
-            f"--temp-dir={temp_dir}",
             "--block",
         ],
         stdout=subprocess.DEVNULL,
@@ -291,6 +289,7 @@ def test_mines_on_a_ray_cluster_given_by_address(small_corpus, tmp_path):
     finally:
         os.killpg(head.pid, signal.SIGTERM)
         head.wait(timeout=60)
-        shutil.rmtree(temp_dir, ignore_errors=True)
+        # `ray start` leaves its address for later ray.init() calls; the head is gone now
+        Path("/tmp/ray/ray_current_cluster").unlink(missing_ok=True)
     assert done.returncode == 0, done.stderr[-3000:]
     assert read_shards(tmp_path / "out", columns=["clip_id"]).num_rows > 0
