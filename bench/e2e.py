@@ -2,14 +2,14 @@
 
 `vcc mine` runs as a subprocess in a new session, into a fresh output root, with its embedded
 Ray (`init_ray` passes address "local", so a `ray start` cluster of a concurrent test is not
-joined). Its CPU time is
-counted three ways, because Ray's worker processes are children of the raylet, which does not
-reap them before it is killed, so `getrusage(RUSAGE_CHILDREN)` misses most of the work:
+joined). Its CPU time is counted three ways, because Ray's workers are children of the raylet,
+whose reaped-children time stays zero (it does not account its workers to itself), so
+`getrusage(RUSAGE_CHILDREN)` around the subprocess misses most of the work:
 
 * `rusage_children`: what getrusage(RUSAGE_CHILDREN) sees (a lower bound);
 * `session_sampled` (the figure used): /proc sampled every 0.1 s for every process of the run's
-  session (the driver, GCS, raylet, Ray workers, ffmpeg), adding each one's last user+system time,
-  plus the time of children it reaped, less those children's own already-counted time;
+  session (driver, GCS, raylet, Ray workers, ffmpeg): each one's last user+system time, plus
+  whatever part of its reaped-children time its sampled children do not already account for;
 * `wall_x_cores`: wall time times the machine's cores (an upper bound).
 
 Pass times come from the run's log (`embedded ... in Xs`, the final `pass 1`/`pass 2` progress

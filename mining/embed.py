@@ -150,9 +150,14 @@ class OpenClipEmbedder:
         self.model.eval()
         self.dim = int(self.model.visual.output_dim)
 
+    @staticmethod
+    def id_for(model: str, pretrained: str | None) -> str:
+        """The embedder's id in run.json, known without loading the model."""
+        return f"open_clip-{model}-{pretrained or 'random'}"
+
     @property
     def name(self) -> str:
-        return f"open_clip-{self.model_name}-{self.pretrained or 'random'}"
+        return self.id_for(self.model_name, self.pretrained)
 
     def _encode(self, images: list[Image.Image]) -> np.ndarray:
         torch = self._torch

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import faiss
 import numpy as np
+
+from mining import atomic
 
 log = logging.getLogger(__name__)
 
@@ -68,11 +68,10 @@ class ImageIndex:
         """Write index.faiss and row_image.npy atomically into folder."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / "index.faiss.tmp"
-        faiss.write_index(self.index, str(tmp))
-        np.save(folder / "row_image.tmp.npy", self.row_image)
-        os.replace(folder / "row_image.tmp.npy", folder / "row_image.npy")
-        os.replace(tmp, folder / "index.faiss")
+        with atomic.atomic_path(folder / "row_image.npy") as tmp, open(tmp, "wb") as fh:
+            np.save(fh, self.row_image)
+        with atomic.atomic_path(folder / "index.faiss") as tmp:
+            faiss.write_index(self.index, str(tmp))
 
     @classmethod
     def load(cls, folder: str | Path, nprobe: int = 16) -> ImageIndex:
@@ -115,7 +114,4 @@ class ImageIndex:
 
 
 def write_meta(folder: str | Path, meta: dict) -> None:
-    path = Path(folder) / "meta.json"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(meta, indent=2, sort_keys=True))
-    os.replace(tmp, path)
+    atomic.write_json(Path(folder) / "meta.json", meta)

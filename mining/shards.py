@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import glob
-import json
 import logging
 import os
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from mining import atomic
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +49,6 @@ def stats_name(group: int) -> str:
     return f"shard-{group:05d}.stats.json"
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def write_shard(
     folder: str | Path,
     group: int,
@@ -73,11 +68,9 @@ def write_shard(
         {"vcc.schema_version": SCHEMA_VERSION, "vcc.run_id": run_id}
     )
     stats = {**stats, "rows": table.num_rows, "bytes_clips": sum(len(r["clip"]) for r in rows)}
-    _atomic_write_bytes(folder / stats_name(group), json.dumps(stats, indent=2).encode())
+    atomic.write_json(folder / stats_name(group), stats)
     path = folder / shard_name(group)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    pq.write_table(table, tmp, compression=None if compression == "none" else compression)
-    os.replace(tmp, path)
+    atomic.write_parquet(path, table, None if compression == "none" else compression)
     return path
 
 

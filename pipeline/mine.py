@@ -30,6 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import ray
 
+from mining.atomic import write_json, write_parquet
 from mining.images import read_image_table, validate_rows
 from mining.index import ImageIndex, write_meta
 from mining.select import VideoShots, plan_groups, select_spans
@@ -37,10 +38,14 @@ from mining.shards import shard_name, write_shard
 from mining.videos import list_videos
 from pipeline.config import MineConfig
 from pipeline.progress import Progress
-from pipeline.stages import EmbedImages, MatchFrames, cut_video, decode_videos, make_embedder
-from pipeline.store import OutputRoot, atomic_write_json, atomic_write_parquet
+from pipeline.stages import EmbedImages, MatchFrames, cut_video, decode_videos, embedder_id
+from pipeline.store import OutputRoot
 
 log = logging.getLogger(__name__)
+
+
+# what one decode task may hold: a chunk of frames in flight plus the decoder's own buffers
+DECODE_MEMORY = 512 * 2**20
 
 
 class RunMismatchError(RuntimeError):
@@ -161,21 +166,17 @@ def embed_images(
         mirrored = good["mirrored"].combine_chunks().flatten().to_numpy().reshape(-1, dim)
     index = ImageIndex.build(embs, mirrored, cfg.index.type, cfg.index.nprobe)
     index.save(out.index)
-    atomic_write_parquet(
-        out.images / "images.parquet", good.select(["key", "caption", "embedding"])
-    )
+    write_parquet(out.images / "images.parquet", good.select(["key", "caption", "embedding"]))
     failure_table = pa.Table.from_pylist(
         failures,
         schema=pa.schema([("key", pa.string()), ("status", pa.string()), ("error", pa.string())]),
     )
-    atomic_write_parquet(out.images / "failures.parquet", failure_table)
+    write_parquet(out.images / "failures.parquet", failure_table)
     meta = {
         "table_digest": digest,
         "images": good.num_rows,
         "failed": len(failures),
-        "embedder": make_embedder(cfg.embed).name
-        if cfg.embed.kind == "dct"
-        else f"open_clip-{cfg.embed.model}-{cfg.embed.pretrained or 'random'}",
+        "embedder": embedder_id(cfg.embed),
         "index_type": cfg.index.type,
         "vectors": int(index.index.ntotal),
         "dim": dim,
@@ -216,7 +217,7 @@ def match_videos(cfg: MineConfig, out: OutputRoot, videos: list[dict]) -> None:
     progress = Progress("pass 1 (find)", len(todo), "videos")
     stream = (
         ray.data.from_items(todo, override_num_blocks=len(todo))
-        # decode tasks scale out on their own; their own retry setting also keeps Ray Data from
+        # decode tasks scale out on their own; their memory request also keeps Ray Data from
         # fusing them into the few embed actors, which would serialise decoding
         .map_batches(
             decode_videos,
@@ -224,7 +225,7 @@ def match_videos(cfg: MineConfig, out: OutputRoot, videos: list[dict]) -> None:
             batch_size=1,
             batch_format="pyarrow",
             num_cpus=1,
-            max_retries=3,
+            memory=DECODE_MEMORY,
         )
         .map_batches(
             _bound(MatchFrames, cfg, str(out.index), str(out.images / "images.parquet")),
@@ -260,7 +261,7 @@ def _record_video(out: OutputRoot, chunks: list[dict]) -> int | None:
     video_id = last["video_id"]
     entry = {"video_id": video_id, "path": last["path"]}
     if last["error"]:
-        atomic_write_json(
+        write_json(
             out.manifest_entry(video_id), {**entry, "status": "failed", "error": last["error"]}
         )
         return None
@@ -272,8 +273,8 @@ def _record_video(out: OutputRoot, chunks: list[dict]) -> int | None:
             "similarity": pa.array([s for c in chunks for s in c["hit_score"]], pa.float32()),
         }
     )
-    atomic_write_parquet(out.matches / f"{video_id}.parquet", matches)
-    atomic_write_json(
+    write_parquet(out.matches / f"{video_id}.parquet", matches)
+    write_json(
         out.manifest_entry(video_id),
         {
             **entry,
@@ -338,7 +339,7 @@ def select(cfg: MineConfig, out: OutputRoot, captions: dict[str, str]) -> tuple[
         pa.Table.from_pylist(spans) if spans else pa.table({"video_id": pa.array([], pa.string())})
     )
     table = table.replace_schema_metadata({"vcc.plan": json.dumps(plan)})
-    atomic_write_parquet(out.spans, table)
+    write_parquet(out.spans, table)
     return spans, plan
 
 
@@ -412,14 +413,14 @@ def mine(images: str, videos: str, out: str, cfg: MineConfig) -> MineResult:
     init_ray(cfg)
     keys, captions, index_meta = embed_images(cfg, root, table)
     run.update({"run_id": run["fingerprint"], "versions": _versions(), "index": index_meta})
-    atomic_write_json(root.run_json, run)
+    write_json(root.run_json, run)
 
     match_videos(cfg, root, video_list)
     spans, plan = select(cfg, root, dict(zip(keys, captions)))
     cut_totals = cut_spans(cfg, root, spans, run["run_id"])
     stats = summarize(root, plan, index_meta)
     stats["seconds"] = round(time.perf_counter() - started, 1)
-    atomic_write_json(root.stats, stats)
+    write_json(root.stats, stats)
     log.info("pass 2 this run: %s", cut_totals)
     shards = sorted(str(p) for p in root.shards.glob("shard-*.parquet"))
     return MineResult(root.root, shards, stats)

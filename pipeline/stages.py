@@ -33,6 +33,13 @@ def make_embedder(cfg: EmbedConfig):
     return OpenClipEmbedder(cfg.model, cfg.pretrained, device=cfg.device, batch_size=cfg.batch_size)
 
 
+def embedder_id(cfg: EmbedConfig) -> str:
+    """What run.json and the index record as the embedder, without loading any weights."""
+    if cfg.kind == "dct":
+        return DctEmbedder().name
+    return OpenClipEmbedder.id_for(cfg.model, cfg.pretrained)
+
+
 def _reason(err: BaseException) -> str:
     if isinstance(err, (MediaError, ValueError, OSError)):
         return f"{type(err).__name__}: {err}"
