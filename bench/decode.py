@@ -28,7 +28,7 @@ from common import (
 from mining.keyframes import decode_frames
 from mining.media import ffmpeg_binary, probe
 
-REPEATS = 3
+REPEATS = 5
 
 
 def _decode_all(paths: list[Path], mode: str) -> dict[str, int]:

@@ -1,6 +1,6 @@
 """Run the benchmarks, print a table, write bench/out/results.json and the rows for RESULTS.md.
 
-    .venv/bin/python bench/run_all.py                    # everything (about 8 minutes on 2 cores)
+    .venv/bin/python bench/run_all.py   # all: ~5 min on 2 cores, ~6.5 the first time
     .venv/bin/python bench/run_all.py --only decode,embed
 
 Each benchmark is a module of this folder with a `run()` that returns a dict; every ratio's two

@@ -37,16 +37,21 @@ def keyframe_at_or_before(path: str, t: float) -> float:
     with av.open(path) as container:
         stream = container.streams.video[0]
         origin = _container_start(container)
-        best = 0.0
-        for packet in container.demux(stream):
-            if packet.pts is None:
-                continue
-            pt = float(packet.pts * packet.time_base) - origin
-            if packet.is_keyframe and pt <= t + 1e-3:
-                best = max(best, pt)
-            if pt > t + 30:  # packets are roughly in order; well past t nothing changes
-                break
-        return best
+        # seek near t first; a seek that lands past t (MPEG-TS can) falls back to the start
+        for start in (max(t, 0.0), 0.0):
+            container.seek(int((start + origin) / stream.time_base), stream=stream, backward=True)
+            best = None
+            for packet in container.demux(stream):
+                if packet.pts is None:
+                    continue
+                pt = float(packet.pts * packet.time_base) - origin
+                if packet.is_keyframe and pt <= t + 1e-3:
+                    best = pt if best is None else max(best, pt)
+                if pt > t + 5:  # packets are roughly in order; well past t nothing changes
+                    break
+            if best is not None:
+                return best
+        return 0.0
 
 
 def _ffmpeg_cut(

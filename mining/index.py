@@ -47,7 +47,7 @@ class ImageIndex:
         row_image = np.arange(len(embeddings), dtype=np.int64)
         if mirrored is not None:
             row_image = np.concatenate([row_image, row_image])
-        factory = factory_string(kind, len(vectors))
+        factory = factory_string(kind, len(embeddings))  # by images, mirrors not counted
         try:
             index = faiss.index_factory(vectors.shape[1], factory, faiss.METRIC_INNER_PRODUCT)
         except RuntimeError as err:

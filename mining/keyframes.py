@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from mining.media import MediaError, VideoInfo, _container_start, frame_time, probe
 
@@ -31,9 +32,15 @@ SIGNATURE_SIZE = (32, 18)
 _HIST_BINS = 4
 
 
-def signature(frame: av.VideoFrame) -> np.ndarray:
-    """A frame's cut-detection signature: a 32x18 RGB thumbnail, float32 in [0, 1]."""
-    thumb = frame.to_ndarray(width=SIGNATURE_SIZE[0], height=SIGNATURE_SIZE[1], format="rgb24")
+def signature(frame: av.VideoFrame, scaler: VideoReformatter | None = None) -> np.ndarray:
+    """A frame's cut-detection signature: a 32x18 RGB thumbnail, float32 in [0, 1].
+
+    Pass one `scaler` per stream: building a scaler per frame costs more than the scaling.
+    """
+    scaler = scaler or VideoReformatter()
+    thumb = scaler.reformat(
+        frame, width=SIGNATURE_SIZE[0], height=SIGNATURE_SIZE[1], format="rgb24"
+    ).to_ndarray()
     return thumb.astype(np.float32) / 255.0
 
 
@@ -101,6 +108,7 @@ def decode_frames(
     origin = _container_start(container)
 
     chunk = FrameChunk()
+    sig_scaler, frame_scaler = VideoReformatter(), VideoReformatter()
     previous: tuple[float, np.ndarray] | None = None
     next_sample = 0.0
     last_packet_s = 0.0
@@ -114,7 +122,7 @@ def decode_frames(
             for frame in packet.decode():
                 decoded += 1
                 t = frame_time(frame, origin)
-                sig = signature(frame)
+                sig = signature(frame, sig_scaler)
                 if previous is not None and signature_distance(previous[1], sig) > shot_threshold:
                     chunk.boundaries.append((previous[0], t))
                 previous = (t, sig)
@@ -123,7 +131,8 @@ def decode_frames(
                         continue
                     next_sample = (math.floor(t * fps + 1e-6) + 1) / fps  # on the grid, no drift
                 chunk.times.append(t)
-                chunk.frames.append(frame.to_ndarray(width=width, height=height, format="rgb24"))
+                scaled = frame_scaler.reformat(frame, width=width, height=height, format="rgb24")
+                chunk.frames.append(scaled.to_ndarray())
                 if len(chunk.times) >= chunk_frames:
                     yield chunk
                     chunk = FrameChunk()
@@ -170,12 +179,13 @@ def refine_cut(path: str, lo: float, hi: float, shot_threshold: float = 0.35) ->
     origin = _container_start(container)
     best: tuple[float, float] | None = None
     previous: np.ndarray | None = None
+    scaler = VideoReformatter()
     try:
         for frame in _frames_from(container, stream, origin, lo):
             t = frame_time(frame, origin)
             if t < lo - 1e-6:
                 continue
-            sig = signature(frame)
+            sig = signature(frame, scaler)
             if previous is not None:
                 distance = signature_distance(previous, sig)
                 if distance > shot_threshold and (best is None or distance > best[0]):

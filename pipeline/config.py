@@ -220,25 +220,60 @@ def parse_override(text: str) -> dict[str, Any]:
     return node
 
 
+SECTIONS = ("mine", "train")
+
+
+def read_sections(path: str | Path | None) -> dict[str, dict[str, Any]]:
+    """A config file's `mine:` and `train:` sections; a file without them is all `mine`."""
+    if path is None:
+        return {}
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        loaded = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {path} is not valid YAML: {err}") from err
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of sections")
+    if not any(key in SECTIONS for key in loaded):
+        return {"mine": loaded}
+    unknown = sorted(set(loaded) - set(SECTIONS))
+    if unknown:
+        raise ConfigError(f"config file {path}: unknown section {unknown[0]}; use mine: and train:")
+    return {key: value or {} for key, value in loaded.items()}
+
+
+def load_section(
+    cls: type,
+    section: str,
+    path: str | Path | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    unprefixed: str | None = None,
+) -> Any:
+    """Defaults of `cls`, then the file's `section`, then the overrides meant for it.
+
+    An override `section.a.b=v` is for that section; one without a section prefix is for
+    `unprefixed` (the section of the command being run; default: this one).
+    """
+    data = read_sections(path).get(section, {})
+    for text in overrides:
+        head = text.split(".", 1)[0]
+        if head in SECTIONS:
+            if head != section:
+                continue
+            text = text.split(".", 1)[1]
+        elif (unprefixed or section) != section:
+            continue
+        data = _merge(data, parse_override(text))
+    return _build(cls, data, "")
+
+
 def load_config(
     path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()
 ) -> MineConfig:
-    """Defaults, then the YAML file, then each `--set` override."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(f"config file {path} is not valid YAML: {err}") from err
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"config file {path} must hold a mapping of sections")
-        data = loaded.get("mine", loaded) if "mine" in loaded else loaded
-    for text in overrides:
-        data = _merge(data, parse_override(text))
-    return _build(MineConfig, data, "")
+    """The mining config: defaults, then the YAML file, then each `--set` override."""
+    return load_section(MineConfig, "mine", path, overrides)
 
 
 def describe(cls: type = MineConfig, prefix: str = "") -> list[str]:

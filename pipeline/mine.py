@@ -36,7 +36,7 @@ from mining.index import ImageIndex, write_meta
 from mining.select import VideoShots, plan_groups, select_spans
 from mining.shards import shard_name, write_shard
 from mining.videos import list_videos
-from pipeline.config import MineConfig
+from pipeline.config import MineConfig, RayConfig
 from pipeline.progress import Progress
 from pipeline.stages import EmbedImages, MatchFrames, cut_video, decode_videos, embedder_id
 from pipeline.store import OutputRoot
@@ -73,13 +73,13 @@ def _versions() -> dict[str, str]:
     }
 
 
-def init_ray(cfg: MineConfig) -> None:
+def init_ray(cfg: RayConfig) -> None:
     """Join the cluster named by config or RAY_ADDRESS, else start an embedded Ray."""
     if ray.is_initialized():
         return
-    address = cfg.ray.address or os.environ.get("RAY_ADDRESS")
+    address = cfg.address or os.environ.get("RAY_ADDRESS")
     # "local" starts a new instance even when a `ray start` cluster runs here; "auto" joins it
-    kwargs = {"address": address} if address else {"address": "local", "num_cpus": cfg.ray.num_cpus}
+    kwargs = {"address": address} if address else {"address": "local", "num_cpus": cfg.num_cpus}
     ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False, **kwargs)
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
@@ -410,7 +410,7 @@ def mine(images: str, videos: str, out: str, cfg: MineConfig) -> MineResult:
     if removed := root.remove_stale_temps():
         log.info("removed %d temp files left by an interrupted run", removed)
 
-    init_ray(cfg)
+    init_ray(cfg.ray)
     keys, captions, index_meta = embed_images(cfg, root, table)
     run.update({"run_id": run["fingerprint"], "versions": _versions(), "index": index_meta})
     write_json(root.run_json, run)

@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny media made with the real ffmpeg, and the small demo corpus."""
+"""Shared fixtures: tiny media made with the real ffmpeg, the small demo corpus, and one embedded
+Ray for the session with that corpus mined on it."""
 
 from __future__ import annotations
 
@@ -6,9 +7,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import ray
 
 from mining.media import ffmpeg_binary
+from pipeline.config import load_config
 from pipeline.demo_corpus import CorpusSpec, generate_corpus
+from pipeline.mine import MineResult, mine
 
 
 def run_ffmpeg(*args: str) -> None:
@@ -89,3 +93,23 @@ def bad_videos(tmp_path_factory: pytest.TempPathFactory, test_video: Path) -> di
         "notvideo": text,
         "audioonly": audio,
     }
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    if not ray.is_initialized():
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def mined(small_corpus: Path, tmp_path_factory: pytest.TempPathFactory, ray_session) -> MineResult:
+    """The small corpus mined once, uninterrupted, with default settings but small shards."""
+    out = tmp_path_factory.mktemp("mined") / "out"
+    return mine(
+        str(small_corpus / "images.parquet"),
+        str(small_corpus / "videos"),
+        str(out),
+        load_config(overrides=["shards.max_rows=3", "ray.num_cpus=2"]),
+    )
