@@ -56,12 +56,53 @@ def cmd_mine(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from pipeline.demo import run_demo
+def _train_config(args: argparse.Namespace, unprefixed: str = "mine", default_file=None):
+    """The train section; bare `--set k=v` belong to mining unless the command is `train`."""
+    from training.config import load_train_config
 
-    cfg = _config(args)
-    report = run_demo(Path(args.out), cfg, small=args.small)
-    print(json.dumps(report["score"], indent=2))
+    overrides = list(args.overrides)
+    if args.address:
+        overrides.append(f"train.ray.address={args.address}")
+    return load_train_config(args.config or default_file, overrides, unprefixed)
+
+
+def print_training(report: dict, out: Path) -> None:
+    from training.report import summarize_training
+
+    print(summarize_training(report, out / "train"))
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from pipeline.mine import init_ray
+    from training.train import train
+
+    cfg = _train_config(args, unprefixed="train")
+    init_ray(cfg.ray)
+    report = train(args.shards, args.out, cfg)
+    print_training(report, Path(args.out))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from pipeline.mine import mine
+    from training.train import train
+
+    mine_cfg = _config(args)
+    train_cfg = _train_config(args)
+    result = mine(args.images, args.videos, args.out, mine_cfg)
+    print(f"mined {result.stats['clips']} clips under {result.out / 'shards'}")
+    report = train(str(result.out), args.out, train_cfg)
+    print_training(report, Path(args.out))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from pipeline.demo import DEMO_TRAIN_CONFIG, run_demo
+
+    train_cfg = _train_config(args, default_file=DEMO_TRAIN_CONFIG)
+    report = run_demo(
+        Path(args.out), _config(args), train_cfg, small=args.small, mine_only=args.mine_only
+    )
     return 0 if report["passed"] else 1
 
 
@@ -98,8 +139,24 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="generate the demo corpus offline, mine it, and score it")
     demo.add_argument("--out", default="demo-out", help="where the corpus and the run go")
     demo.add_argument("--small", action="store_true", help="the small corpus of the tests")
+    demo.add_argument("--mine-only", action="store_true", help="mine and score; do not train")
     _add_config_args(demo)
     demo.set_defaults(func=cmd_demo)
+
+    train = sub.add_parser("train", help="train VideoCoCa on shards with Ray Train; evaluate")
+    train.add_argument("--shards", required=True, help="a run's OUT, a shards folder, or a glob")
+    train.add_argument(
+        "--out", required=True, help="output root: the run goes to OUT/train; rerunning resumes it"
+    )
+    _add_config_args(train)
+    train.set_defaults(func=cmd_train)
+
+    run = sub.add_parser("run", help="mine, then train and evaluate on the new shards")
+    run.add_argument("--images", required=True, help="image table, as for `vcc mine`")
+    run.add_argument("--videos", required=True, help="videos, as for `vcc mine`")
+    run.add_argument("--out", required=True, help="output root for the shards and the training")
+    _add_config_args(run)
+    run.set_defaults(func=cmd_run)
 
     config = sub.add_parser("config", help="print every config field with its default and meaning")
     _add_config_args(config)
@@ -121,8 +178,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except Exception as err:  # the known run-level refusals are RuntimeErrors with a message
         from pipeline.mine import RunMismatchError
+        from training.train import TrainMismatchError
 
-        if isinstance(err, RunMismatchError):
+        if isinstance(err, (RunMismatchError, TrainMismatchError)):
             print(f"vcc: error: {err}", file=sys.stderr)
             return EXIT_USAGE
         raise

@@ -1,0 +1,76 @@
+"""Typed training configuration (the `train:` section of a config file)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline.config import RayConfig, _f
+from training.model import ModelConfig
+
+
+@dataclass
+class DataConfig:
+    batch_size: int = _f(8, "clips per worker per step", min=1)
+    eval_fraction: float = _f(0.2, "share of videos held out for evaluation", min=0.0, max=0.9)
+    seed: int = _f(0, "seed of the split and of the model's initialisation")
+    preprocess_cpus: float = _f(
+        1.0, "CPUs per input task that decodes frames and tokenises", min=0.1
+    )
+
+
+@dataclass
+class OptimConfig:
+    lr: float = _f(5e-4, "peak learning rate (AdamW)", min=0.0)
+    weight_decay: float = _f(0.05, "AdamW weight decay", min=0.0)
+    warmup_steps: int = _f(10, "linear warm-up steps before the cosine decay", min=0)
+    max_steps: int = _f(200, "optimizer steps in the whole run", min=1)
+    grad_clip: float = _f(1.0, "clip the global gradient norm to this; 0 = no clipping", min=0.0)
+
+
+@dataclass
+class ScalingConfig:
+    num_workers: int = _f(1, "training workers (DDP ranks)", min=1)
+    use_gpu: bool = _f(False, "one GPU per worker, NCCL, bf16 autocast")
+    cpus_per_worker: float = _f(1.0, "CPUs each worker asks for", min=0.1)
+    bf16: bool = _f(True, "bf16 autocast on GPU (ignored on CPU)")
+
+
+@dataclass
+class RunConfig:
+    checkpoint_every: int = _f(50, "steps between checkpoints", min=1)
+    keep_checkpoints: int = _f(2, "checkpoints kept on storage", min=1)
+    max_failures: int = _f(3, "worker failures to recover from (from the last checkpoint)", min=0)
+    log_every: int = _f(10, "steps between log lines (metrics.jsonl gets every step)", min=1)
+    eval_captions: int = _f(8, "held-out clips to caption in the evaluation", min=0)
+    eval_batch_size: int = _f(16, "clips per batch in the evaluation", min=1)
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    scaling: ScalingConfig = field(default_factory=ScalingConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def fingerprint(self) -> str:
+        """What decides the trained model; resuming needs the same one."""
+        data = self.to_dict()
+        for placement in ("ray", "scaling"):
+            data.pop(placement)
+        return hashlib.sha1(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def load_train_config(path=None, overrides=(), unprefixed: str = "train") -> TrainConfig:
+    """The `train:` section of a config file, with the overrides meant for it."""
+    from pipeline.config import load_section
+
+    return load_section(TrainConfig, "train", path, overrides, unprefixed)
