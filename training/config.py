@@ -17,6 +17,11 @@ class DataConfig:
     batch_size: int = _f(8, "clips per worker per step", min=1)
     eval_fraction: float = _f(0.2, "share of videos held out for evaluation", min=0.0, max=0.9)
     seed: int = _f(0, "seed of the split and of the model's initialisation")
+    cache: bool = _f(
+        False,
+        "preprocess the train split once and keep it in Ray's object store (small runs); "
+        "off: stream it every epoch",
+    )
     preprocess_cpus: float = _f(
         1.0, "CPUs per input task that decodes frames and tokenises", min=0.1
     )

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-import math
 
 import av
 import numpy as np
@@ -30,7 +29,7 @@ def split_videos(video_ids: list[str], eval_fraction: float, seed: int = 0) -> s
     videos = sorted(set(video_ids))
     if len(videos) < 2 or eval_fraction <= 0:
         return set()
-    n_eval = min(len(videos) - 1, max(1, math.ceil(eval_fraction * len(videos))))
+    n_eval = min(len(videos) - 1, max(1, round(eval_fraction * len(videos))))
     ranked = sorted(videos, key=lambda v: hashlib.sha1(f"{seed}:{v}".encode()).hexdigest())
     return set(ranked[:n_eval])
 

@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -163,17 +164,6 @@ def train_loop(config: dict[str, Any]) -> None:
                 metrics_file.write(json.dumps(last) + "\n")
                 metrics_file.flush()
                 if step % cfg.run.log_every == 0 or step == cfg.optim.max_steps:
-                    log.info(
-                        "step %d | loss %.4f (contrastive %.4f, caption %.4f) | lr %.2e | "
-                        "%.1f clips/s | data wait %.0f%%",
-                        step,
-                        last["loss"],
-                        last["contrastive"],
-                        last["caption"],
-                        last["lr"],
-                        last["clips_per_s"],
-                        100 * last["data_wait"],
-                    )
                     t_last, clips, wait_s, compute_s = time.perf_counter(), 0, 0.0, 0.0
 
             done = step >= cfg.optim.max_steps
@@ -229,6 +219,8 @@ def train(shards: str, out: str | Path, cfg: TrainConfig) -> dict[str, Any]:
         batch_size=cfg.data.batch_size,
         num_cpus=cfg.data.preprocess_cpus,
     ).select_columns(["video", "text"])
+    if cfg.data.cache:
+        train_ds = train_ds.materialize()
     log.info(
         "training on %d videos, holding out %d: %s",
         len(train_videos),
@@ -261,7 +253,14 @@ def train(shards: str, out: str | Path, cfg: TrainConfig) -> dict[str, Any]:
         ),
         datasets={"train": train_ds},
     )
-    result = trainer.fit()
+    stop = threading.Event()
+    follower = threading.Thread(target=_follow_metrics, args=(train_dir, cfg, stop), daemon=True)
+    follower.start()
+    try:
+        result = trainer.fit()
+    finally:
+        stop.set()
+        follower.join(timeout=5)
     if result.checkpoint is None:
         raise RuntimeError(f"training ended without a checkpoint: {result.error}")
     report = evaluate(result.checkpoint, eval_ds, prep, cfg)
@@ -270,6 +269,34 @@ def train(shards: str, out: str | Path, cfg: TrainConfig) -> dict[str, Any]:
     )
     write_json(train_dir / "eval.json", report)
     return report
+
+
+def format_step(record: dict[str, Any]) -> str:
+    """The readable line of one step's metrics."""
+    return (
+        f"step {record['step']} | loss {record['loss']:.4f} "
+        f"(contrastive {record['contrastive']:.4f}, caption {record['caption']:.4f}) | "
+        f"lr {record['lr']:.2e} | {record.get('clips_per_s', 0):.1f} clips/s | "
+        f"data wait {100 * record.get('data_wait', 0):.0f}%"
+    )
+
+
+def _follow_metrics(train_dir: Path, cfg: TrainConfig, stop: threading.Event) -> None:
+    """Driver-side progress: a log line every `log_every` steps, read from metrics.jsonl."""
+    path = train_dir / "metrics.jsonl"
+    offset = path.stat().st_size if path.exists() else 0
+    while not stop.wait(1.0):
+        if not path.exists():
+            continue
+        with open(path) as fh:
+            fh.seek(offset)
+            chunk = fh.read()
+        complete = chunk[: chunk.rfind("\n") + 1]
+        offset += len(complete.encode())
+        for line in complete.splitlines():
+            record = json.loads(line)
+            if record["step"] % cfg.run.log_every == 0 or record["step"] == cfg.optim.max_steps:
+                log.info(format_step(record))
 
 
 def evaluate(checkpoint, eval_ds, prep: Preprocess, cfg: TrainConfig) -> dict[str, Any]:
