@@ -1,7 +1,8 @@
 """Run the benchmarks, print a table, write bench/out/results.json and the rows for RESULTS.md.
 
-    .venv/bin/python bench/run_all.py   # all: ~5 min on 2 cores, ~6.5 the first time
+    .venv/bin/python bench/run_all.py   # all: ~9 min on 2 cores (train ~4), ~10.5 the first time
     .venv/bin/python bench/run_all.py --only decode,embed
+    .venv/bin/python bench/run_all.py --only train   # ~4 min; mines the corpus first if needed
 
 Each benchmark is a module of this folder with a `run()` that returns a dict; every ratio's two
 sides are measured in the same run, interleaved, and the medians are reported.
@@ -25,6 +26,7 @@ import decode
 import e2e
 import embed
 import search
+import train
 
 BENCHMARKS: dict[str, Callable[[], dict[str, Any]]] = {
     "decode": decode.run,
@@ -32,6 +34,7 @@ BENCHMARKS: dict[str, Callable[[], dict[str, Any]]] = {
     "search": search.run,
     "cut": cut.run,
     "e2e": e2e.run,
+    "train": train.run,
 }
 
 Row = tuple[str, str, str, str, str]  # figure, measured, baseline, ratio, contention
@@ -161,12 +164,60 @@ def _e2e_rows(r: dict[str, Any]) -> list[Row]:
     ]
 
 
+def _train_rows(r: dict[str, Any]) -> list[Row]:
+    i = r["input"]
+    jpeg = i["jpeg"]
+    rows = [
+        (
+            "train input: Preprocess, JPEG frames",
+            f"{jpeg['clips_per_cpu_s']:.1f} clips/CPU-s ({jpeg['clips_per_s']:.1f} clips/s)",
+            f"clip bytes via PyAV: {i['clip']['clips_per_cpu_s']:.2f} clips/CPU-s",
+            f"{i['ratio_jpeg_vs_clip_per_cpu']:.1f}x",
+            _busy(i["contention"]),
+        )
+    ]
+    s = r["step"]
+    for threads, per in s["threads"].items():
+        image = per["image"]
+        for adapter in ("attn_pool", "mean", "factorized", "joint"):
+            a = per[adapter]
+            rows.append(
+                (
+                    f"train step tiny, {threads} thread(s): {adapter}",
+                    f"{a['clips_per_s']:.1f} clips/s ({a['frames_per_s']:.0f} frames/s)",
+                    f"image CoCa step: {image['clips_per_s']:.1f} images/s",
+                    f"{a['ratio_vs_image_per_frame']:.2f}x per frame",
+                    _busy(per["contention"]),
+                )
+            )
+    if "vcc_train" in r:
+        v = r["vcc_train"]
+        rows.append(
+            (
+                f"train: vcc train, demo config, {v['steps']} steps",
+                f"{v['steady_clips_per_s']:.1f} clips/s steady (wall {v['wall_s']:.0f}s, "
+                f"first step at {v['first_step_at_s']:.0f}s)",
+                f"in-process attn_pool step, 1 thread: "
+                f"{s['threads']['1']['attn_pool']['clips_per_s']:.1f} clips/s",
+                f"{v['ratio_steady_vs_step_attn_pool_1_thread']:.2f}x",
+                _busy(
+                    {
+                        "other_cores_mean": v["other_cores_mean"],
+                        "contended": v["other_cores_mean"] > common.CONTENTION_CORES,
+                    }
+                ),
+            )
+        )
+    return rows
+
+
 ROWS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "decode": _decode_rows,
     "embed": _embed_rows,
     "search": _search_rows,
     "cut": _cut_rows,
     "e2e": _e2e_rows,
+    "train": _train_rows,
 }
 HEADER: Row = ("figure", "measured", "baseline (same run)", "ratio", "other cores busy")
 

@@ -78,6 +78,7 @@ def test_two_worker_gloo_run_trains_and_evaluates(mined, tmp_path, ray_session):
     assert saved["t2v_r@1"] == report["t2v_r@1"]
 
 
+@pytest.mark.slow  # about 5 minutes on 2 cores: Ray Train restarts the whole worker group
 def test_killed_worker_resumes_from_its_checkpoint(mined, tmp_path):
     steps = 24
     args = [
