@@ -184,8 +184,10 @@ def _train_rows(r: dict[str, Any]) -> list[Row]:
             rows.append(
                 (
                     f"train step tiny, {threads} thread(s): {adapter}",
-                    f"{a['clips_per_s']:.1f} clips/s ({a['frames_per_s']:.0f} frames/s)",
-                    f"image CoCa step: {image['clips_per_s']:.1f} images/s",
+                    f"{a['clips_per_s']:.1f} clips/s ({a['frames_per_s']:.0f} frames/s; "
+                    f"best step {a['clips_per_s_best']:.1f} clips/s)",
+                    f"image CoCa step: {image['clips_per_s']:.1f} images/s "
+                    f"(best {image['clips_per_s_best']:.1f})",
                     f"{a['ratio_vs_image_per_frame']:.2f}x per frame",
                     _busy(per["contention"]),
                 )

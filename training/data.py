@@ -41,10 +41,10 @@ def _pick(n: int, count: int) -> np.ndarray:
 
 def _decode_clip(data: bytes, count: int) -> list[Image.Image]:
     with av.open(io.BytesIO(data)) as container:
-        frames = [f.to_image() for f in container.decode(container.streams.video[0])]
-    if not frames:
-        raise ValueError("clip has no frames")
-    return [frames[i] for i in _pick(len(frames), count)]
+        frames = list(container.decode(container.streams.video[0]))
+        if not frames:
+            raise ValueError("clip has no frames")
+        return [frames[i].to_image() for i in _pick(len(frames), count)]  # convert only these
 
 
 def frames_of(row_frames: list[bytes] | None, clip: bytes | None, count: int) -> list[Image.Image]:
