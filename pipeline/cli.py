@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 from mining.images import InputError
-from mining.index import factory_string  # noqa: F401  (keeps faiss import errors at start-up)
 from pipeline.config import ConfigError, describe, load_config
 
 log = logging.getLogger("vcc")
@@ -110,7 +109,10 @@ def cmd_config(args: argparse.Namespace) -> int:
     if args.config or args.overrides:
         print(json.dumps(_config(args).to_dict(), indent=2))
     else:
-        print("\n".join(describe()))
+        from training.config import TrainConfig
+
+        print("\n".join(["# mine: (vcc mine, run, demo)", *describe()]))
+        print("\n".join(["# train: (vcc train, run, demo)", *describe(TrainConfig, "train.")]))
     return 0
 
 

@@ -22,7 +22,8 @@ class ConfigError(ValueError):
     """A config file or override that cannot be used; the message says which field and why."""
 
 
-def _f(default: Any, help: str, **kw: Any) -> Any:
+def option(default: Any, help: str, **kw: Any) -> Any:
+    """A config field: its default, its one-line meaning, and bounds (min=, max=)."""
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: default, metadata={"help": help, **kw})
     return field(default=default, metadata={"help": help, **kw})
@@ -30,90 +31,96 @@ def _f(default: Any, help: str, **kw: Any) -> Any:
 
 @dataclass
 class RayConfig:
-    address: str | None = _f(
+    address: str | None = option(
         None, "Ray cluster address; None starts an embedded Ray (RAY_ADDRESS also works)"
     )
-    num_cpus: int | None = _f(None, "CPUs of the embedded Ray; None uses all of this machine's")
+    num_cpus: int | None = option(None, "CPUs of the embedded Ray; None uses all of this machine's")
 
 
 @dataclass
 class DecodeConfig:
-    mode: Literal["keyframes", "fps"] = _f(
+    mode: Literal["keyframes", "fps"] = option(
         "fps",
         "fps: frames at a fixed rate, exact cuts; keyframes: I-frames only, faster, misses more",
     )
-    fps: float = _f(1.0, "frames per second sampled in fps mode", min=0.01)
-    frame_height: int = _f(180, "height of the frames handed to the embedder (aspect kept)", min=32)
-    chunk_frames: int = _f(64, "frames per unit of work streamed from decode to embed", min=1)
-    shot_threshold: float = _f(
+    fps: float = option(1.0, "frames per second sampled in fps mode", min=0.01)
+    frame_height: int = option(
+        180, "height of the frames handed to the embedder (aspect kept)", min=32
+    )
+    chunk_frames: int = option(64, "frames per unit of work streamed from decode to embed", min=1)
+    shot_threshold: float = option(
         0.35, "signature distance between neighbouring frames that marks a cut", min=0.0, max=2.0
     )
 
 
 @dataclass
 class EmbedConfig:
-    kind: Literal["dct", "open_clip"] = _f(
+    kind: Literal["dct", "open_clip"] = option(
         "dct", "dct: the weight-free default; open_clip: a CLIP image tower"
     )
-    model: str = _f("ViT-B-32", "open_clip model name (open_clip only)")
-    pretrained: str | None = _f(
+    model: str = option("ViT-B-32", "open_clip model name (open_clip only)")
+    pretrained: str | None = option(
         None, "open_clip pretrained tag or local weights file; None = random weights"
     )
-    device: Literal["cpu", "cuda"] = _f(
+    device: Literal["cpu", "cuda"] = option(
         "cpu", "where the embedder runs; cuda also makes the stage ask Ray for a GPU"
     )
-    batch_size: int = _f(64, "images per forward pass (open_clip only)", min=1)
-    actors: int = _f(1, "embedder actors for frames", min=1)
+    batch_size: int = option(64, "images per forward pass (open_clip only)", min=1)
+    actors: int = option(1, "embedder actors for frames", min=1)
 
 
 @dataclass
 class IndexConfig:
-    type: str = _f(
+    type: str = option(
         "auto",
         "auto (exact below 100k images, else IVF), Flat, HNSW32, or a FAISS index_factory string",
     )
-    nprobe: int = _f(16, "IVF lists searched per query", min=1)
-    top_k: int = _f(8, "nearest images kept per frame window", min=1)
-    add_flipped: bool = _f(True, "also index each image mirrored, so flipped captions match")
+    nprobe: int = option(16, "IVF lists searched per query", min=1)
+    top_k: int = option(8, "nearest images kept per frame window", min=1)
+    add_flipped: bool = option(True, "also index each image mirrored, so flipped captions match")
 
 
 @dataclass
 class MatchConfig:
-    threshold: float | None = _f(
+    threshold: float | None = option(
         None,
         "cosine similarity a match must reach; None = the embedder's default",
         min=-1.0,
         max=1.0,
     )
-    clip_seconds: float = _f(
+    clip_seconds: float = option(
         10.0, "clip length around the matched frame, before shot and video bounds", min=0.1
     )
-    min_clip_seconds: float = _f(1.0, "clips shorter than this after bounding are dropped", min=0.0)
-    max_clips_per_image: int = _f(10, "most clips one caption image may give, best first", min=1)
-    max_clips_per_video: int = _f(50, "most clips one video may give, best first", min=1)
+    min_clip_seconds: float = option(
+        1.0, "clips shorter than this after bounding are dropped", min=0.0
+    )
+    max_clips_per_image: int = option(
+        10, "most clips one caption image may give, best first", min=1
+    )
+    max_clips_per_video: int = option(50, "most clips one video may give, best first", min=1)
 
 
 @dataclass
 class CutConfig:
-    mode: Literal["reencode", "copy"] = _f(
+    mode: Literal["reencode", "copy"] = option(
         "reencode", "reencode: frame-accurate H.264; copy: stream copy from the keyframe before"
     )
-    max_height: int = _f(360, "re-encoded clips are scaled down to at most this height", min=16)
-    fps: float = _f(25.0, "frame rate of re-encoded clips", min=1.0)
-    crf: int = _f(23, "x264 quality of re-encoded clips (lower is better)", min=0, max=51)
-    preset: str = _f("veryfast", "x264 preset of re-encoded clips")
-    frames: int = _f(8, "JPEG frames sampled evenly from each clip", min=1)
-    frame_height: int = _f(224, "height of the sampled JPEG frames", min=16)
-    keep_audio: bool = _f(True, "keep the first audio stream in clips")
+    max_height: int = option(360, "re-encoded clips are scaled down to at most this height", min=16)
+    fps: float = option(25.0, "frame rate of re-encoded clips", min=1.0)
+    crf: int = option(23, "x264 quality of re-encoded clips (lower is better)", min=0, max=51)
+    preset: str = option("veryfast", "x264 preset of re-encoded clips")
+    frames: int = option(8, "JPEG frames sampled evenly from each clip", min=1)
+    frame_height: int = option(224, "height of the sampled JPEG frames", min=16)
+    keep_audio: bool = option(True, "keep the first audio stream in clips")
 
 
 @dataclass
 class ShardConfig:
-    max_rows: int = _f(500, "most clips per shard", min=1)
-    max_bytes: int = _f(
+    max_rows: int = option(500, "most clips per shard", min=1)
+    max_bytes: int = option(
         256 * 2**20, "a shard is closed once its clips reach about this many bytes", min=2**16
     )
-    compression: Literal["zstd", "snappy", "none"] = _f("zstd", "Parquet compression")
+    compression: Literal["zstd", "snappy", "none"] = option("zstd", "Parquet compression")
 
 
 @dataclass

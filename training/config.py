@@ -8,50 +8,54 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.config import RayConfig, _f
+from pipeline.config import RayConfig, option
 from training.model import ModelConfig
 
 
 @dataclass
 class DataConfig:
-    batch_size: int = _f(8, "clips per worker per step", min=1)
-    eval_fraction: float = _f(0.2, "share of videos held out for evaluation", min=0.0, max=0.9)
-    seed: int = _f(0, "seed of the split and of the model's initialisation")
-    cache: bool = _f(
+    batch_size: int = option(8, "clips per worker per step", min=1)
+    eval_fraction: float = option(0.2, "share of videos held out for evaluation", min=0.0, max=0.9)
+    seed: int = option(0, "seed of the split and of the model's initialisation")
+    cache: bool = option(
         False,
         "preprocess the train split once and keep it in Ray's object store (small runs); "
         "off: stream it every epoch",
     )
-    preprocess_cpus: float = _f(
+    preprocess_cpus: float = option(
         1.0, "CPUs per input task that decodes frames and tokenises", min=0.1
     )
 
 
 @dataclass
 class OptimConfig:
-    lr: float = _f(5e-4, "peak learning rate (AdamW)", min=0.0)
-    weight_decay: float = _f(0.05, "AdamW weight decay", min=0.0)
-    warmup_steps: int = _f(10, "linear warm-up steps before the cosine decay", min=0)
-    max_steps: int = _f(200, "optimizer steps in the whole run", min=1)
-    grad_clip: float = _f(1.0, "clip the global gradient norm to this; 0 = no clipping", min=0.0)
+    lr: float = option(5e-4, "peak learning rate (AdamW)", min=0.0)
+    weight_decay: float = option(0.05, "AdamW weight decay", min=0.0)
+    warmup_steps: int = option(10, "linear warm-up steps before the cosine decay", min=0)
+    max_steps: int = option(200, "optimizer steps in the whole run", min=1)
+    grad_clip: float = option(
+        1.0, "clip the global gradient norm to this; 0 = no clipping", min=0.0
+    )
 
 
 @dataclass
 class ScalingConfig:
-    num_workers: int = _f(1, "training workers (DDP ranks)", min=1)
-    use_gpu: bool = _f(False, "one GPU per worker, NCCL, bf16 autocast")
-    cpus_per_worker: float = _f(1.0, "CPUs each worker asks for", min=0.1)
-    bf16: bool = _f(True, "bf16 autocast on GPU (ignored on CPU)")
+    num_workers: int = option(1, "training workers (DDP ranks)", min=1)
+    use_gpu: bool = option(False, "one GPU per worker, NCCL, bf16 autocast")
+    cpus_per_worker: float = option(1.0, "CPUs each worker asks for", min=0.1)
+    bf16: bool = option(True, "bf16 autocast on GPU (ignored on CPU)")
 
 
 @dataclass
 class RunConfig:
-    checkpoint_every: int = _f(50, "steps between checkpoints", min=1)
-    keep_checkpoints: int = _f(2, "checkpoints kept on storage", min=1)
-    max_failures: int = _f(3, "worker failures to recover from (from the last checkpoint)", min=0)
-    log_every: int = _f(10, "steps between log lines (metrics.jsonl gets every step)", min=1)
-    eval_captions: int = _f(8, "held-out clips to caption in the evaluation", min=0)
-    eval_batch_size: int = _f(16, "clips per batch in the evaluation", min=1)
+    checkpoint_every: int = option(50, "steps between checkpoints", min=1)
+    keep_checkpoints: int = option(2, "checkpoints kept on storage", min=1)
+    max_failures: int = option(
+        3, "worker failures to recover from (from the last checkpoint)", min=0
+    )
+    log_every: int = option(10, "steps between log lines (metrics.jsonl gets every step)", min=1)
+    eval_captions: int = option(8, "held-out clips to caption in the evaluation", min=0)
+    eval_batch_size: int = option(16, "clips per batch in the evaluation", min=1)
 
 
 @dataclass

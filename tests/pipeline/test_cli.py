@@ -96,3 +96,4 @@ def test_help_and_config_listing():
     listing = vcc("config")
     assert listing.returncode == 0
     assert "match.threshold = None  # " in listing.stdout
+    assert "train.optim.lr = 0.0005  # " in listing.stdout
