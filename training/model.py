@@ -19,8 +19,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -28,7 +26,6 @@ from typing import Any, Literal, get_args
 import open_clip
 import torch
 import torch.nn.functional as F
-from open_clip import coca_model
 from open_clip.loss import CoCaLoss
 from open_clip.transformer import Transformer
 from open_clip.utils import to_2tuple
@@ -384,19 +381,6 @@ class VideoCoCa(nn.Module):
             world_size=world_size,
         )
 
-    @contextmanager
-    def _video_as_image(self) -> Iterator[None]:
-        """Within: CoCa's own `_encode_image` (used by its generate) encodes clips instead."""
-
-        def encode(images: torch.Tensor, normalize: bool = True):
-            return self.encode_video_tokens(images, normalize=normalize)
-
-        self.coca._encode_image = encode
-        try:
-            yield
-        finally:
-            del self.coca._encode_image
-
     @torch.no_grad()
     def generate(
         self,
@@ -404,13 +388,12 @@ class VideoCoCa(nn.Module):
         method: str = "greedy",
         max_len: int = 30,
         min_len: int = 5,
-        num_beams: int = 6,
-        num_beam_groups: int = 3,
+        num_beams: int = 4,
     ) -> torch.Tensor:
         """Caption token ids [B, <= max_len]: start token, text, end token, then padding.
 
-        Greedy decoding runs here on CoCa's forward; beam search is CoCa's own `generate`
-        (which needs the `transformers` package) with the clip encoder in place of the image's.
+        Both run here on CoCa's forward (open_clip's own beam search needs a `transformers`
+        release that still has BeamSearchScorer; 4.57 has not).
         """
         if not 1 < min_len < max_len <= self.context_length:
             raise ValueError(
@@ -423,23 +406,7 @@ class VideoCoCa(nn.Module):
         self.eval()
         try:
             if method == "beam":
-                if not coca_model._has_transformers:
-                    raise ImportError(
-                        "beam search uses Hugging Face transformers: pip install transformers"
-                    )
-                with self._video_as_image():
-                    return self.coca.generate(
-                        video_BTCHW,
-                        seq_len=max_len,
-                        max_seq_len=self.context_length,
-                        generation_type="beam_search",
-                        pad_token_id=pad,
-                        eos_token_id=eot,
-                        sot_token_id=sot,
-                        num_beams=num_beams,
-                        num_beam_groups=num_beam_groups,
-                        min_seq_len=min_len,
-                    )
+                return self._beam(video_BTCHW, max_len, min_len, sot, eot, pad, num_beams)
             if method != "greedy":
                 raise ValueError(f"generate method: {method!r} is not one of ['greedy', 'beam']")
             return self._greedy(video_BTCHW, max_len, min_len, sot, eot, pad)
@@ -467,6 +434,76 @@ class VideoCoCa(nn.Module):
             ids_BL = torch.cat([ids_BL, next_B[:, None]], dim=1)
             done_B |= next_B == eot
         return ids_BL
+
+    def _beam(
+        self,
+        video_BTCHW: torch.Tensor,
+        max_len: int,
+        min_len: int,
+        sot: int,
+        eot: int,
+        pad: int,
+        num_beams: int,
+    ) -> torch.Tensor:
+        """Beam search; a caption's score is its mean token log-probability."""
+        if num_beams < 1:
+            raise ValueError(f"num_beams must be at least 1, got {num_beams}")
+        latent_BE, tokens_BME = self.encode_video_tokens(video_BTCHW)
+        B, K, device = video_BTCHW.shape[0], num_beams, video_BTCHW.device
+        latent_XE = latent_BE.repeat_interleave(K, dim=0)  # X = B * K beams
+        tokens_XME = tokens_BME.repeat_interleave(K, dim=0)
+        ids_XL = torch.full((B * K, 1), sot, dtype=torch.long, device=device)
+        score_BK = torch.full((B, K), -math.inf, device=device)
+        score_BK[:, 0] = 0.0  # one live beam per clip at the start
+        finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(B)]
+        while ids_XL.shape[1] < max_len and any(len(f) < K for f in finished):
+            logits_XV = self.coca(
+                None, ids_XL, image_latent=latent_XE, image_embs=tokens_XME, output_labels=False
+            )["logits"][:, -1].float()
+            logp_XV = torch.log_softmax(logits_XV, dim=-1)
+            logp_XV[:, pad] = -math.inf
+            if ids_XL.shape[1] < min_len:
+                logp_XV[:, eot] = -math.inf
+            if ids_XL.shape[1] == max_len - 1:  # the last position can only end the caption
+                keep = logp_XV[:, eot].clone()
+                logp_XV.fill_(-math.inf)
+                logp_XV[:, eot] = keep
+            V = logp_XV.shape[1]
+            total_BKV = score_BK[..., None] + logp_XV.view(B, K, V)
+            top_score_BC, top_index_BC = total_BKV.view(B, K * V).topk(2 * K, dim=1)
+            next_ids, next_scores = [], []
+            for b in range(B):
+                beams: list[tuple[float, int, int]] = []
+                for value, index in zip(top_score_BC[b].tolist(), top_index_BC[b].tolist()):
+                    if value == -math.inf or len(beams) == K:
+                        break
+                    beam, token = divmod(index, V)
+                    if token == eot:
+                        path = ids_XL[b * K + beam].tolist() + [eot]
+                        finished[b].append((value / (len(path) - 1), path))
+                    else:
+                        beams.append((value, beam, token))
+                if len(finished[b]) >= K:  # this clip is done: its beams stop growing
+                    beams = []
+                while len(beams) < K:  # fewer live candidates than beams: pad with dead ones
+                    beams.append((-math.inf, 0, pad))
+                next_scores.append([v for v, _, _ in beams])
+                next_ids.extend(
+                    torch.cat([ids_XL[b * K + beam], ids_XL.new_tensor([token])])
+                    for _, beam, token in beams
+                )
+            score_BK = torch.tensor(next_scores, device=device)
+            ids_XL = torch.stack(next_ids)
+        best = []
+        for b in range(B):
+            if not finished[b]:  # no beam ended: close the best live one
+                path = ids_XL[b * K + int(score_BK[b].argmax())].tolist() + [eot]
+                finished[b].append((0.0, path))
+            best.append(max(finished[b], key=lambda c: c[0])[1])
+        out_BL = torch.full((B, max(map(len, best))), pad, dtype=torch.long, device=device)
+        for b, path in enumerate(best):
+            out_BL[b, : len(path)] = torch.tensor(path, device=device)
+        return out_BL
 
     def decode_tokens(self, ids_BL: torch.Tensor) -> list[str]:
         """Captions from token ids: cut at the end token, start token and padding dropped."""
