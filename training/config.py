@@ -6,7 +6,7 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from pipeline.config import RayConfig, option
 from training.model import ModelConfig
@@ -55,6 +55,9 @@ class RunConfig:
     )
     log_every: int = option(10, "steps between log lines (metrics.jsonl gets every step)", min=1)
     eval_captions: int = option(8, "held-out clips to caption in the evaluation", min=0)
+    caption_method: Literal["greedy", "beam"] = option(
+        "greedy", "how evaluation captions are decoded: greedy or beam (4 beams)"
+    )
     eval_batch_size: int = option(16, "clips per batch in the evaluation", min=1)
 
 

@@ -392,8 +392,9 @@ class VideoCoCa(nn.Module):
     ) -> torch.Tensor:
         """Caption token ids [B, <= max_len]: start token, text, end token, then padding.
 
-        Both run here on CoCa's forward (open_clip's own beam search needs a `transformers`
-        release that still has BeamSearchScorer; 4.57 has not).
+        Greedy or beam search (captions ranked by mean token log-probability), both on CoCa's
+        forward: open_clip's own beam search needs a `transformers` release that still has
+        BeamSearchScorer, which 4.57 no longer does.
         """
         if not 1 < min_len < max_len <= self.context_length:
             raise ValueError(

@@ -336,7 +336,7 @@ def evaluate(checkpoint, eval_ds, prep: Preprocess, cfg: TrainConfig) -> dict[st
     if videos:
         sample = torch.cat(videos)
         with torch.inference_mode():
-            generated = model.decode_tokens(model.generate(sample, method="greedy"))
+            generated = model.decode_tokens(model.generate(sample, method=cfg.run.caption_method))
         truth = captions[: len(generated)]
         report["captions"] = [
             {"clip_id": c, "generated": g, "true": r} for c, g, r in zip(clip_ids, generated, truth)

@@ -66,7 +66,13 @@ def test_two_worker_gloo_run_trains_and_evaluates(mined, tmp_path, ray_session):
     from training.train import train
 
     cfg = load_train_config(
-        overrides=[*TINY, "optim.max_steps=6", "run.checkpoint_every=3", "scaling.num_workers=2"]
+        overrides=[
+            *TINY,
+            "optim.max_steps=6",
+            "run.checkpoint_every=3",
+            "scaling.num_workers=2",
+            "run.caption_method=beam",
+        ]
     )
     report = train(str(mined.out), tmp_path, cfg)
     records = read_metrics(tmp_path / "train")
