@@ -141,7 +141,12 @@ class MineConfig:
         data = self.to_dict()
         data.pop("ray")
         data["embed"].pop("actors")
-        return hashlib.sha1(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
+        return digest(data)
+
+
+def digest(data: dict[str, Any]) -> str:
+    """A short stable hash of a config's fields (placement fields left out by the caller)."""
+    return hashlib.sha1(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def _check_value(path: str, value: Any, hint: Any, meta: dict[str, Any]) -> Any:

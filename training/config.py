@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pipeline.config import RayConfig, option
+from pipeline.config import RayConfig, digest, option
 from training.model import ModelConfig
 
 
@@ -78,7 +76,7 @@ class TrainConfig:
         data = self.to_dict()
         for placement in ("ray", "scaling"):
             data.pop(placement)
-        return hashlib.sha1(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
+        return digest(data)
 
 
 def load_train_config(path=None, overrides=(), unprefixed: str = "train") -> TrainConfig:

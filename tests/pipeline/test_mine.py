@@ -133,6 +133,12 @@ def _vcc(*args: str) -> list[str]:
     return [sys.executable, "-m", "pipeline.cli", *args]
 
 
+def _vcc_mine(corpus: Path, out: Path, *extra: str) -> list[str]:
+    """`vcc mine` on a corpus folder (images.parquet, videos/) into out."""
+    images, videos = str(corpus / "images.parquet"), str(corpus / "videos")
+    return _vcc("mine", "--images", images, "--videos", videos, "--out", str(out), *extra)
+
+
 def _kill_when(cmd: list[str], ready, timeout: float = 240.0) -> bool:
     """Start cmd; SIGKILL its driver once ready() holds. Returns whether it was killed midway."""
     proc = subprocess.Popen(
@@ -162,25 +168,15 @@ def _readable(out: Path) -> None:
 
 def test_sigkill_then_rerun_gives_the_same_clips(mined, small_corpus, tmp_path):
     out = tmp_path / "killed"
-    args = [
-        "mine",
-        "--images",
-        str(small_corpus / "images.parquet"),
-        "--videos",
-        str(small_corpus / "videos"),
-        "--out",
-        str(out),
-    ]
-    for override in SMALL_RUN:
-        args += ["--set", override]
+    cmd = _vcc_mine(small_corpus, out, *[a for o in SMALL_RUN for a in ("--set", o)])
 
-    in_pass_1 = _kill_when(_vcc(*args), lambda: len(list((out / "manifest").glob("*.json"))) >= 1)
+    in_pass_1 = _kill_when(cmd, lambda: len(list((out / "manifest").glob("*.json"))) >= 1)
     _readable(out)
-    in_pass_2 = _kill_when(_vcc(*args), lambda: len(shard_paths(out)) >= 1)
+    in_pass_2 = _kill_when(cmd, lambda: len(shard_paths(out)) >= 1)
     _readable(out)
     assert in_pass_1 or in_pass_2, "the run finished before either kill; nothing was tested"
 
-    done = subprocess.run(_vcc(*args), capture_output=True, text=True, timeout=300)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     leftovers = [p for p in out.rglob(".*tmp*")]
     assert not leftovers
@@ -270,17 +266,7 @@ def test_mines_on_a_ray_cluster_given_by_address(small_corpus, tmp_path):
     )
     try:
         done = subprocess.run(
-            _vcc(
-                "mine",
-                "--images",
-                str(small_corpus / "images.parquet"),
-                "--videos",
-                str(small_corpus / "videos"),
-                "--out",
-                str(tmp_path / "out"),
-                "--address",
-                f"127.0.0.1:{port}",
-            ),
+            _vcc_mine(small_corpus, tmp_path / "out", "--address", f"127.0.0.1:{port}"),
             capture_output=True,
             text=True,
             timeout=300,
