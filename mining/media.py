@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -31,6 +32,26 @@ def ffmpeg_binary() -> str:
             "no ffmpeg found: put one on PATH or `pip install imageio-ffmpeg`"
         ) from err
     return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+@functools.cache
+def ffmpeg_dir() -> str:
+    """A folder whose `ffmpeg` is ffmpeg_binary(): what yt-dlp's ffmpeg_location expects.
+
+    yt-dlp recognises ffmpeg by its file name, and the imageio-ffmpeg wheel's binary has a
+    versioned name, so a link named `ffmpeg` is made beside nothing else in a temp folder.
+    """
+    binary = ffmpeg_binary()
+    if os.path.basename(binary) == "ffmpeg":
+        return os.path.dirname(binary)
+    folder = os.path.join(tempfile.gettempdir(), f"vcc-ffmpeg-{os.getuid()}")
+    os.makedirs(folder, exist_ok=True)
+    link = os.path.join(folder, "ffmpeg")
+    if not os.path.islink(link) or os.readlink(link) != binary:
+        temp = f"{link}.{os.getpid()}"
+        os.symlink(binary, temp)
+        os.replace(temp, link)
+    return folder
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from mining import atomic
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 
 SHARD_SCHEMA = pa.schema(
     [
@@ -33,8 +33,14 @@ SHARD_SCHEMA = pa.schema(
         pa.field("height", pa.int32()),
         pa.field("fps", pa.float32()),
         pa.field("duration_s", pa.float32()),
+        # version 2
+        pa.field("cut_mode", pa.string()),  # reencode (frame-accurate) or copy (from a keyframe)
+        pa.field("from_section", pa.bool_()),  # cut from a fetched section, not a whole file
     ]
 )
+
+# columns that shards of version 1 lack; readers take those shards without them
+ADDED_AFTER_V1 = frozenset({"cut_mode", "from_section"})
 
 
 class ShardError(ValueError):
@@ -86,9 +92,14 @@ def shard_paths(path: str | Path) -> list[str]:
 
 
 def check_schema(schema: pa.Schema, where: str) -> None:
-    """Raise ShardError unless every shard column is present with its type."""
+    """Raise ShardError unless every shard column is present with its type.
+
+    Columns added after version 1 may be missing (older shards); present, they are checked.
+    """
     for expected in SHARD_SCHEMA:
         if expected.name not in schema.names:
+            if expected.name in ADDED_AFTER_V1:
+                continue
             raise ShardError(f"{where}: missing column {expected.name}")
         actual = schema.field(expected.name).type
         if actual != expected.type:

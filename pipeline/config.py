@@ -124,6 +124,67 @@ class ShardConfig:
 
 
 @dataclass
+class FetchConfig:
+    allow_private: bool = option(
+        False, "allow URLs on loopback or private addresses (local servers, tests)"
+    )
+    max_height: int = option(720, "fetch the best format at most this tall", min=16)
+    container: str = option("mp4", "preferred container of fetched videos (mp4, webm, any)")
+    max_duration_s: float = option(
+        3 * 3600.0, "videos longer than this are refused (a permanent failure)", min=1.0
+    )
+    max_filesize_mb: float = option(
+        2048.0, "videos larger than this are refused (a permanent failure)", min=0.001
+    )
+    timeout_s: float = option(
+        30.0, "socket timeout of one request; a stalled fetch fails after it", min=0.1
+    )
+    retries: int = option(
+        3, "retries within one run of a URL that failed transiently (429, 5xx, timeouts)", min=0
+    )
+    backoff_s: float = option(
+        1.0, "first wait after a host's transient failure; doubles each time", min=0.0
+    )
+    max_backoff_s: float = option(60.0, "longest wait, Retry-After included", min=0.0)
+    quarantine_after: int = option(
+        3, "runs that may fail a URL transiently before it is quarantined (never retried)", min=1
+    )
+    concurrency: int = option(8, "URLs fetched at once in all", min=1)
+    per_host: int = option(4, "URLs fetched at once from one host", min=1)
+    per_host_rate: float = option(
+        0.0, "most requests started per second on one host; 0 for no limit", min=0.0
+    )
+    cookies: str | None = option(None, "Netscape cookies file passed to yt-dlp (bot checks)")
+    proxy: str | None = option(None, "proxy URL passed to yt-dlp, e.g. socks5://127.0.0.1:1080")
+    cache: Literal["keep", "delete"] = option(
+        "keep",
+        "keep fetched videos under OUT/videos, or delete each after pass 1 and fetch only the "
+        "selected sections in pass 2 (bounds disk)",
+    )
+    url_template: str = option(
+        "https://www.youtube.com/watch?v={id}",
+        "URL of a video given by id only (VideoCC CSV rows, `video_id` without `url`)",
+    )
+
+
+# fetch fields that say how, not what: they may change between runs on one OUT
+FETCH_PLACEMENT = (
+    "allow_private",
+    "timeout_s",
+    "retries",
+    "backoff_s",
+    "max_backoff_s",
+    "quarantine_after",
+    "concurrency",
+    "per_host",
+    "per_host_rate",
+    "cookies",
+    "proxy",
+    "cache",
+)
+
+
+@dataclass
 class MineConfig:
     ray: RayConfig = field(default_factory=RayConfig)
     decode: DecodeConfig = field(default_factory=DecodeConfig)
@@ -132,6 +193,7 @@ class MineConfig:
     match: MatchConfig = field(default_factory=MatchConfig)
     cut: CutConfig = field(default_factory=CutConfig)
     shards: ShardConfig = field(default_factory=ShardConfig)
+    fetch: FetchConfig = field(default_factory=FetchConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -141,6 +203,9 @@ class MineConfig:
         data = self.to_dict()
         data.pop("ray")
         data["embed"].pop("actors")
+        # how hard and through what videos are fetched changes no clip; what is fetched does
+        for name in FETCH_PLACEMENT:
+            data["fetch"].pop(name)
         return digest(data)
 
 

@@ -17,7 +17,7 @@ import logging
 import os
 import platform
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,8 +35,10 @@ from mining.images import read_image_table, validate_rows
 from mining.index import ImageIndex, write_meta
 from mining.select import VideoShots, plan_groups, select_spans
 from mining.shards import shard_name, write_shard
+from mining.urls import check_urls
 from mining.videos import list_videos
 from pipeline.config import MineConfig, RayConfig
+from pipeline.fetching import HostGate, fetch_videos, read_fetch_manifest
 from pipeline.progress import Progress
 from pipeline.stages import EmbedImages, MatchFrames, cut_video, decode_videos, embedder_id
 from pipeline.store import OutputRoot
@@ -247,6 +249,8 @@ def match_videos(cfg: MineConfig, out: OutputRoot, videos: list[dict]) -> None:
         chunks = [state["chunks"][i] for i in range(state["last"] + 1)]
         del pending[row["video_id"]]
         hits = _record_video(out, chunks)
+        if cfg.fetch.cache == "delete" and Path(chunks[-1]["path"]).parent == out.videos:
+            Path(chunks[-1]["path"]).unlink(missing_ok=True)  # pass 2 fetches sections
         if hits is None:
             progress.update(failed=1)
         else:
@@ -291,7 +295,9 @@ def _record_video(out: OutputRoot, chunks: list[dict]) -> int | None:
     return matches.num_rows
 
 
-def select(cfg: MineConfig, out: OutputRoot, captions: dict[str, str]) -> tuple[list[dict], dict]:
+def select(
+    cfg: MineConfig, out: OutputRoot, captions: dict[str, str], video_urls: dict[str, str]
+) -> tuple[list[dict], dict]:
     """Select spans over all done videos and plan shard groups; written to spans.parquet."""
     manifest = {k: v for k, v in out.read_manifest().items() if v["status"] == "done"}
     matches, shots = {}, {}
@@ -322,6 +328,7 @@ def select(cfg: MineConfig, out: OutputRoot, captions: dict[str, str]) -> tuple[
         span["caption"] = captions[span["image_key"]]
         span["group"] = group
         span["path"] = manifest[span["video_id"]]["path"]
+        span["video_url"] = video_urls[span["video_id"]]
     plan = {
         "videos": sorted(manifest),
         "spans": len(spans),
@@ -344,8 +351,10 @@ def select(cfg: MineConfig, out: OutputRoot, captions: dict[str, str]) -> tuple[
 
 
 @ray.remote(num_cpus=1)
-def _cut_task(video: dict, spans: list[dict], cfg: MineConfig) -> tuple[list[dict], list[dict]]:
-    return cut_video(video, spans, cfg)
+def _cut_task(
+    video: dict, spans: list[dict], cfg: MineConfig, gate
+) -> tuple[list[dict], list[dict]]:
+    return cut_video(video, spans, cfg, gate)
 
 
 @ray.remote(num_cpus=0.25)
@@ -370,14 +379,20 @@ def cut_spans(cfg: MineConfig, out: OutputRoot, spans: list[dict], run_id: str) 
     todo = [g for g in sorted(by_group) if not (out.shards / shard_name(g)).exists()]
     progress = Progress("pass 2 (cut)", len(todo), "shards")
     totals = {"rows": 0, "failed": 0}
+    # videos whose files are gone (fetch.cache=delete) are cut from fetched sections
+    gate = None
+    if any(not os.path.exists(s["path"]) for g in todo for vs in by_group[g].values() for s in vs):
+        f = cfg.fetch
+        gate = HostGate.remote(f.per_host, f.per_host_rate, f.backoff_s, f.max_backoff_s)
     in_flight = []
     limit = max(2, int(ray.available_resources().get("CPU", 2)))
     for group in todo:
         parts = [
             _cut_task.remote(
-                {"video_id": vid, "path": vs[0]["path"], "video_url": Path(vs[0]["path"]).as_uri()},
+                {"video_id": vid, "path": vs[0]["path"], "video_url": vs[0]["video_url"]},
                 vs,
                 cfg,
+                gate,
             )
             for vid, vs in sorted(by_group[group].items())
         ]
@@ -403,7 +418,10 @@ def mine(images: str, videos: str, out: str, cfg: MineConfig) -> MineResult:
     """Run the whole DAG; validates every input before any work, resumes whatever OUT holds."""
     started = time.perf_counter()
     table = read_image_table(images)
-    video_list = list_videos(videos)
+    video_list = list_videos(videos, cfg.fetch.url_template)
+    urls = [v["video_url"] for v in video_list if v["path"] is None]
+    if urls:
+        check_urls(urls, cfg.fetch.allow_private)
     root = OutputRoot(out)
     run = _check_run(root, cfg, images, videos)
     root.make()
@@ -415,8 +433,11 @@ def mine(images: str, videos: str, out: str, cfg: MineConfig) -> MineResult:
     run.update({"run_id": run["fingerprint"], "versions": _versions(), "index": index_meta})
     write_json(root.run_json, run)
 
-    match_videos(cfg, root, video_list)
-    spans, plan = select(cfg, root, dict(zip(keys, captions)))
+    if urls:
+        fetch_videos(cfg.fetch, root, video_list)
+    match_videos(cfg, root, [v for v in video_list if v["path"] is not None])
+    video_urls = {v["video_id"]: v["video_url"] for v in video_list}
+    spans, plan = select(cfg, root, dict(zip(keys, captions)), video_urls)
     cut_totals = cut_spans(cfg, root, spans, run["run_id"])
     stats = summarize(root, plan, index_meta)
     stats["seconds"] = round(time.perf_counter() - started, 1)
@@ -434,7 +455,18 @@ def summarize(root: OutputRoot, plan: dict, index_meta: dict) -> dict:
         json.loads(p.read_text()) for p in sorted(root.shards.glob("shard-*.stats.json"))
     ]
     image_failures = pq.read_table(root.images / "failures.parquet").to_pylist()
+    fetched = read_fetch_manifest(root)
+    fetch_failed = {k: v for k, v in fetched.items() if v["status"] != "done"}
     return {
+        "fetch": {
+            "urls": len(fetched),
+            "done": len(fetched) - len(fetch_failed),
+            "failed_by_class": dict(Counter(v["class"] for v in fetch_failed.values())),
+            "quarantined": sorted(
+                k for k, v in fetch_failed.items() if v["status"] == "quarantined"
+            ),
+            "failures": {k: f"{v['class']}: {v['error']}" for k, v in fetch_failed.items()},
+        },
         "videos": len(manifest),
         "videos_done": len(manifest) - len(failed_videos),
         "videos_failed": failed_videos,

@@ -6,10 +6,15 @@ Arrow tables so that Ray Data can stream them. Nothing here decides placement; `
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
+import os
+import tempfile
 import time
 import traceback
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -17,14 +22,19 @@ import pyarrow.parquet as pq
 
 from mining.cut import cut_clip
 from mining.embed import DctEmbedder, OpenClipEmbedder
+from mining.fetch import FetchError, fetch_section
 from mining.images import decode_image
 from mining.index import ImageIndex
 from mining.keyframes import decode_frames, refine_cut
 from mining.media import MediaError
 from mining.select import bound_span, clip_id, needs_refinement
+from mining.videos import is_url
 from pipeline.config import EmbedConfig, MineConfig
 
 log = logging.getLogger(__name__)
+
+# a section fetched for a span reaches this far past its clip, for the shot edges' exact cuts
+SECTION_MARGIN_S = 1.0
 
 
 def make_embedder(cfg: EmbedConfig):
@@ -182,21 +192,104 @@ class MatchFrames:
         return pa.Table.from_pylist(rows)
 
 
-def cut_video(video: dict, spans: list[dict], cfg: MineConfig) -> tuple[list[dict], list[dict]]:
-    """Cut one video's spans: find exact cuts where needed, cut, verify, sample frames.
+@dataclass
+class _Source:
+    """Where one span is cut from: a local file, or a fetched section of a remote video.
 
-    Returns (rows, failures); rows follow the shard schema. Spans whose final (video, span,
-    caption) repeats an earlier one's are recorded as duplicates, so ids stay unique.
+    Times in the source video are `offset` plus times in `path`; the file covers the source's
+    [offset, end] at least (a section) or all of it (a file).
     """
-    c, d, m = cfg.cut, cfg.decode, cfg.match
-    rows, failures, seen = [], [], {}
-    refined: dict[tuple[float, float], float | None] = {}
+
+    path: str
+    offset: float = 0.0
+    end: float = float("inf")
+
+    @property
+    def section(self) -> bool:
+        return self.offset > 0.0 or self.end != float("inf")
+
+    def window(self, lo: float, hi: float) -> tuple[float, float] | None:
+        """(lo, hi] in file time, cut down to what the file holds; None when nothing is left."""
+        lo, hi = max(lo, self.offset), min(hi, self.end)
+        return (lo - self.offset, hi - self.offset) if hi > lo else None
+
+
+@contextlib.contextmanager
+def _span_source(video: dict, window: tuple[float, float], cfg: MineConfig, gate):
+    """The cached file when it exists, else a section of the video's URL fetched for window."""
+    if video["path"] and os.path.exists(video["path"]):
+        yield _Source(video["path"])
+        return
+    if not is_url(video["video_url"]):
+        raise MediaError(f"{video['path']} no longer exists and the video has no URL to fetch")
+    from pipeline.fetching import fetch_options, gated
+
+    start, end = max(0.0, window[0]), window[1]
+    opts = fetch_options(cfg.fetch)
+    with tempfile.TemporaryDirectory(prefix="vcc-section-") as folder:
+        url = video["video_url"]
+        fetch = functools.partial(fetch_section, url, start, end, folder, opts)
+        path = gated(gate, url, fetch) if gate is not None else fetch()
+        yield _Source(path, start, end)
+
+
+def _section_window(span: dict, clip_seconds: float) -> tuple[float, float]:
+    """The part of the source that a span's cut can need: its clip and its shots' edges."""
+    if span.get("exact"):
+        return span["start_s"], span["end_s"]
+    half = clip_seconds / 2
+    return span["match_t_s"] - half - SECTION_MARGIN_S, span["match_t_s"] + half + SECTION_MARGIN_S
+
+
+def _span_times(span: dict, source: _Source, cfg: MineConfig, refined: dict) -> tuple[float, float]:
+    """The span's final [start, end] in the source: shot edges found exactly where they matter."""
+    if span.get("exact"):
+        return span["start_s"], span["end_s"]
+    m, d = cfg.match, cfg.decode
+    half = m.clip_seconds / 2
 
     def cut_time(lo: float, hi: float) -> float | None:
-        if (lo, hi) not in refined:
-            refined[(lo, hi)] = refine_cut(video["path"], lo, hi, d.shot_threshold)
-        return refined[(lo, hi)]
+        window = source.window(lo, hi)
+        if window is None:
+            return None
+        if (source.path, window) not in refined:
+            found = refine_cut(source.path, *window, d.shot_threshold)
+            refined[(source.path, window)] = None if found is None else found + source.offset
+        return refined[(source.path, window)]
 
+    start_lo, start_hi = span["shot_start_lo"], span["shot_start_hi"]
+    end_lo, end_hi = span["shot_end_lo"], span["shot_end_hi"]
+    shot_start, shot_end = start_hi, end_hi
+    if span["match_t_s"] - half < start_hi and needs_refinement(
+        start_lo, start_hi, span["video_fps"]
+    ):
+        found = cut_time(start_lo, start_hi)
+        shot_start = found if found is not None else start_lo
+    if span["match_t_s"] + half > end_lo and needs_refinement(end_lo, end_hi, span["video_fps"]):
+        found = cut_time(end_lo, end_hi)
+        shot_end = found if found is not None else end_hi
+    start, end = bound_span(span, m.clip_seconds, shot_start, shot_end)
+    if end - start < m.min_clip_seconds:
+        raise ValueError(
+            f"span {start:.2f}-{end:.2f}s is shorter than min_clip_seconds "
+            "once its shot's exact cuts are known"
+        )
+    return start, end
+
+
+def cut_video(
+    video: dict, spans: list[dict], cfg: MineConfig, gate=None
+) -> tuple[list[dict], list[dict]]:
+    """Cut one video's spans: find exact cuts where needed, cut, verify, sample frames.
+
+    A video whose file is gone (fetch.cache=delete) is cut from sections of its URL, fetched
+    span by span (through `gate` when given). A span marked `exact` (a VideoCC row) is cut as
+    given. Returns (rows, failures); rows follow the shard schema. Spans whose final (video,
+    span, caption) repeats an earlier one's are recorded as duplicates, so ids stay unique.
+    """
+    c = cfg.cut
+    rows, failures, seen = [], [], {}
+    refined: dict = {}
     for span in sorted(spans, key=lambda s: (-s["similarity"], s["match_t_s"], s["image_key"])):
         what = {
             "video_id": video["video_id"],
@@ -204,44 +297,29 @@ def cut_video(video: dict, spans: list[dict], cfg: MineConfig) -> tuple[list[dic
             "match_t_s": span["match_t_s"],
         }
         try:
-            half = m.clip_seconds / 2
-            start_lo, start_hi = span["shot_start_lo"], span["shot_start_hi"]
-            end_lo, end_hi = span["shot_end_lo"], span["shot_end_hi"]
-            shot_start, shot_end = start_hi, end_hi
-            if span["match_t_s"] - half < start_hi and needs_refinement(
-                start_lo, start_hi, span["video_fps"]
-            ):
-                found = cut_time(start_lo, start_hi)
-                shot_start = found if found is not None else start_lo
-            if span["match_t_s"] + half > end_lo and needs_refinement(
-                end_lo, end_hi, span["video_fps"]
-            ):
-                found = cut_time(end_lo, end_hi)
-                shot_end = found if found is not None else end_hi
-            start, end = bound_span(span, m.clip_seconds, shot_start, shot_end)
-            if end - start < m.min_clip_seconds:
-                raise ValueError(
-                    f"span {start:.2f}-{end:.2f}s is shorter than min_clip_seconds "
-                    "once its shot's exact cuts are known"
+            with _span_source(
+                video, _section_window(span, cfg.match.clip_seconds), cfg, gate
+            ) as src:
+                start, end = _span_times(span, src, cfg, refined)
+                cid = clip_id(video["video_id"], start, end, span["caption"])
+                if cid in seen:
+                    raise ValueError(f"duplicate clip: same video, span and caption as {seen[cid]}")
+                clip = cut_clip(
+                    src.path,
+                    start - src.offset,
+                    end - src.offset,
+                    c.mode,
+                    c.max_height,
+                    c.fps,
+                    c.crf,
+                    c.preset,
+                    c.keep_audio,
+                    c.frames,
+                    c.frame_height,
                 )
-            cid = clip_id(video["video_id"], start, end, span["caption"])
-            if cid in seen:
-                raise ValueError(f"duplicate clip: same video, span and caption as {seen[cid]}")
-            clip = cut_clip(
-                video["path"],
-                start,
-                end,
-                c.mode,
-                c.max_height,
-                c.fps,
-                c.crf,
-                c.preset,
-                c.keep_audio,
-                c.frames,
-                c.frame_height,
-            )
         except Exception as err:  # noqa: BLE001 - one bad span never stops the others
-            failures.append({**what, "error": _reason(err)})
+            reason = f"fetch {err.klass}: {err.message}" if isinstance(err, FetchError) else None
+            failures.append({**what, "error": reason or _reason(err)})
             continue
         seen[cid] = span["image_key"]
         rows.append(
@@ -249,8 +327,8 @@ def cut_video(video: dict, spans: list[dict], cfg: MineConfig) -> tuple[list[dic
                 "clip_id": cid,
                 "video_id": video["video_id"],
                 "video_url": video["video_url"],
-                "start_s": clip.start_s,
-                "end_s": clip.end_s,
+                "start_s": clip.start_s + src.offset,
+                "end_s": clip.end_s + src.offset,
                 "match_t_s": span["match_t_s"],
                 "caption": span["caption"],
                 "image_key": span["image_key"],
@@ -261,6 +339,8 @@ def cut_video(video: dict, spans: list[dict], cfg: MineConfig) -> tuple[list[dic
                 "height": clip.height,
                 "fps": clip.fps,
                 "duration_s": clip.duration_s,
+                "cut_mode": c.mode,
+                "from_section": src.section,
             }
         )
     return rows, failures

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 
@@ -41,6 +42,16 @@ class OutputRoot:
         return self.root / "shards"
 
     @property
+    def videos(self) -> Path:
+        """Fetched videos, kept or deleted after pass 1 by fetch.cache."""
+        return self.root / "videos"
+
+    @property
+    def fetch(self) -> Path:
+        """The per-URL fetch manifest: done, failed with a class, or quarantined."""
+        return self.root / "fetch"
+
+    @property
     def stats(self) -> Path:
         return self.root / "stats.json"
 
@@ -50,9 +61,12 @@ class OutputRoot:
 
     def remove_stale_temps(self) -> int:
         """Delete temp files that a killed run left behind (never visible as results)."""
-        stale = [p for p in self.root.rglob(".*.tmp-*") if p.is_file()]
+        stale = list(self.root.rglob(".*.tmp-*"))
         for path in stale:
-            path.unlink(missing_ok=True)
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
         return len(stale)
 
     def manifest_entry(self, video_id: str) -> Path:

@@ -35,6 +35,8 @@ PINNED_COLUMNS = [
     ("height", pa.int32()),
     ("fps", pa.float32()),
     ("duration_s", pa.float32()),
+    ("cut_mode", pa.string()),
+    ("from_section", pa.bool_()),
 ]
 
 
@@ -55,6 +57,8 @@ def _row(n: int, **changes) -> dict:
         "height": 90,
         "fps": 25.0,
         "duration_s": 2.5,
+        "cut_mode": "reencode",
+        "from_section": False,
     }
     row.update(changes)
     return row
@@ -62,6 +66,16 @@ def _row(n: int, **changes) -> dict:
 
 def test_shard_schema_is_pinned():
     assert [(f.name, f.type) for f in SHARD_SCHEMA] == PINNED_COLUMNS
+
+
+def test_version_1_shards_still_read(tmp_path: Path):
+    """Version 2 only added columns: a shard without them reads, and they come back null."""
+    table = pa.Table.from_pylist([_row(1)], schema=SHARD_SCHEMA).drop_columns(
+        ["cut_mode", "from_section"]
+    )
+    pq.write_table(table, tmp_path / "shard-00000.parquet")
+    read = read_shards(tmp_path)
+    assert read.num_rows == 1 and "cut_mode" not in read.column_names
 
 
 def test_write_shard_schema_metadata_and_stats(tmp_path: Path):

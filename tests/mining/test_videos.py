@@ -152,24 +152,42 @@ def test_glob_without_match_raises(tmp_path: Path):
 def test_table_without_path_column_raises(tmp_path: Path):
     table = tmp_path / "videos.csv"
     table.write_text("file,duration\na.mp4,3\n")
-    with pytest.raises(InputError, match="needs a `path` column") as err:
+    with pytest.raises(InputError, match="needs a `path` or `url` column") as err:
         list_videos(str(table))
     assert "file" in str(err.value)
 
 
-def test_table_with_url_raises(tmp_path: Path):
+def test_table_mixes_paths_and_urls(tmp_path: Path):
     table = tmp_path / "videos.csv"
-    table.write_text("url\nlocal.mp4\nhttps://www.youtube.com/watch?v=abc\n")
-    with pytest.raises(InputError, match="lists a URL") as err:
-        list_videos(str(table))
-    assert "https://www.youtube.com/watch?v=abc" in str(err.value)
+    table.write_text(
+        "url,video_id\nlocal.mp4,\nhttps://www.youtube.com/watch?v=abc-_1,\n"
+        "http://127.0.0.1:8000/media/clip%201.mp4,\nhttps://host/x.mp4,my id/1\n"
+    )
+    videos = list_videos(str(table))
+    assert [v["video_id"] for v in videos] == ["local", "abc-_1", "clip_201", "my_id_1"]
+    assert videos[0]["path"] == str(tmp_path / "local.mp4")
+    assert [v["path"] for v in videos[1:]] == [None, None, None]  # filled in by the fetch
+    assert videos[1]["video_url"] == "https://www.youtube.com/watch?v=abc-_1"
+    assert videos[3]["video_url"] == "https://host/x.mp4"
 
 
-def test_txt_with_url_raises(tmp_path: Path):
+def test_txt_lists_urls(tmp_path: Path):
     table = tmp_path / "videos.txt"
-    table.write_text("http://127.0.0.1:8000/a.mp4\n")
-    with pytest.raises(InputError, match="lists a URL"):
-        list_videos(str(table))
+    table.write_text("http://127.0.0.1:8000/a.mp4\nhttp://127.0.0.1:8000/b/a.mp4\n")
+    videos = list_videos(str(table))
+    assert [v["video_id"] for v in videos] == ["a", "a-1"]
+    assert all(v["path"] is None for v in videos)
+
+
+def test_ids_alone_name_urls_by_template(tmp_path: Path):
+    table = tmp_path / "videos.csv"
+    table.write_text("video_id\nabc\nxyz\n")
+    videos = list_videos(str(table), url_template="http://127.0.0.1:9/v/{id}.mp4")
+    assert [v["video_url"] for v in videos] == [
+        "http://127.0.0.1:9/v/abc.mp4",
+        "http://127.0.0.1:9/v/xyz.mp4",
+    ]
+    assert list_videos(str(table))[0]["video_url"] == "https://www.youtube.com/watch?v=abc"
 
 
 def test_empty_table_raises(tmp_path: Path):

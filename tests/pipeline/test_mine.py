@@ -50,7 +50,7 @@ def test_shards_have_exactly_the_design_schema(mined):
     for path in mined.shards:
         schema = pq.read_schema(path)
         assert [(f.name, str(f.type)) for f in schema] == EXPECTED_SCHEMA
-        assert schema.metadata[b"vcc.schema_version"] == b"1"
+        assert schema.metadata[b"vcc.schema_version"] == b"2"
         assert schema.metadata[b"vcc.run_id"]
         assert Path(path).with_name(Path(path).name.replace(".parquet", ".stats.json")).exists()
 
