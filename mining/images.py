@@ -76,11 +76,17 @@ def validate_rows(table: pa.Table) -> tuple[pa.Table, list[dict]]:
     keys = table["key"].to_pylist()
     captions = table["caption"].to_pylist()
     sizes = pa.compute.binary_length(table["jpg"]).to_pylist()
+    # img2dataset's rows say why they have no image (mining.fetch_images keeps them)
+    names = table.column_names
+    statuses = table["status"].to_pylist() if "status" in names else [None] * table.num_rows
+    reasons = table["error_message"].to_pylist() if "error_message" in names else statuses
     for row, (key, caption, size) in enumerate(zip(keys, captions, sizes)):
         if key is None or str(key) == "":
             error, key = "missing key", f"<row {row}>"
         elif str(key) in seen:
             error = "duplicate key (an earlier row has it)"
+        elif statuses[row] not in (None, "success"):
+            error = f"{statuses[row]}: {reasons[row]}"
         elif caption is None or not str(caption).strip():
             error = "empty caption"
         elif not size:

@@ -226,7 +226,22 @@ def _record(out: OutputRoot, video: dict, result: dict) -> None:
 
 def read_fetch_manifest(out: OutputRoot) -> dict[str, dict]:
     """video_id -> its fetch record (status done, failed or quarantined; class; error; runs)."""
+    if not out.fetch.exists():
+        return {}
     return {p.stem: json.loads(p.read_text()) for p in sorted(out.fetch.glob("*.json"))}
+
+
+def summarize_fetch(out: OutputRoot) -> dict:
+    """URLs fetched, failed by class, quarantined, and each failure's reason."""
+    fetched = read_fetch_manifest(out)
+    failed = {k: v for k, v in fetched.items() if v["status"] != "done"}
+    return {
+        "urls": len(fetched),
+        "done": len(fetched) - len(failed),
+        "failed_by_class": dict(Counter(v["class"] for v in failed.values())),
+        "quarantined": sorted(k for k, v in failed.items() if v["status"] == "quarantined"),
+        "failures": {k: f"{v['class']}: {v['error']}" for k, v in failed.items()},
+    }
 
 
 def _write_quarantine(out: OutputRoot) -> None:

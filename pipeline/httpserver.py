@@ -64,12 +64,15 @@ class FileServer:
 
     `fail(path, *faults)` queues faults for a path: each request takes the next one, and once
     the queue is empty the file is served (a host that recovers). `always(path, fault)` keeps
-    failing. `requests[path]` counts the requests that reached each path, and `served[path]`
-    those answered with file bytes.
+    failing. `latency_s` delays every answer, as a distant host would. `requests[path]` counts
+    the requests that reached each path, and `served[path]` those answered with file bytes.
     """
 
-    def __init__(self, root: str | Path, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, root: str | Path, host: str = "127.0.0.1", port: int = 0, latency_s: float = 0.0
+    ) -> None:
         self.root = Path(root).resolve()
+        self.latency_s = latency_s
         self.requests: Counter[str] = Counter()
         self.served: Counter[str] = Counter()
         self._queued: dict[str, deque[Fault]] = defaultdict(deque)
@@ -145,6 +148,8 @@ class FileServer:
 
             def _answer(self, body: bool) -> None:
                 path = unquote(urlsplit(self.path).path)
+                if server.latency_s:
+                    server._stop.wait(server.latency_s)
                 fault = server._next_fault(path)
                 if fault is not None and fault.kind == "status":
                     self._status(fault)
@@ -221,4 +226,3 @@ class FileServer:
                     self.wfile.write(payload)
 
         return Handler
-

@@ -17,7 +17,7 @@ import logging
 import os
 import platform
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,14 +31,14 @@ import pyarrow.parquet as pq
 import ray
 
 from mining.atomic import write_json, write_parquet
-from mining.images import read_image_table, validate_rows
+from mining.images import InputError, read_image_table, validate_rows
 from mining.index import ImageIndex, write_meta
 from mining.select import VideoShots, plan_groups, select_spans
 from mining.shards import shard_name, write_shard
 from mining.urls import check_urls
 from mining.videos import list_videos
 from pipeline.config import MineConfig, RayConfig
-from pipeline.fetching import HostGate, fetch_videos, read_fetch_manifest
+from pipeline.fetching import HostGate, fetch_videos, summarize_fetch
 from pipeline.progress import Progress
 from pipeline.stages import EmbedImages, MatchFrames, cut_video, decode_videos, embedder_id
 from pipeline.store import OutputRoot
@@ -414,14 +414,35 @@ def _tally(result: dict, totals: dict, progress: Progress) -> None:
     progress.update(done=1, extra=f"{totals['rows']} clips, {totals['failed']} cut failures")
 
 
-def mine(images: str, videos: str, out: str, cfg: MineConfig) -> MineResult:
-    """Run the whole DAG; validates every input before any work, resumes whatever OUT holds."""
-    started = time.perf_counter()
-    table = read_image_table(images)
+def _video_inputs(videos: str, cfg: MineConfig) -> list[dict]:
+    """The video list, its URLs checked (schemes, private addresses) before any work."""
     video_list = list_videos(videos, cfg.fetch.url_template)
     urls = [v["video_url"] for v in video_list if v["path"] is None]
     if urls:
         check_urls(urls, cfg.fetch.allow_private)
+    return video_list
+
+
+def fetch(videos: str, out: str, cfg: MineConfig) -> dict:
+    """Pass 0 alone: fetch a URL list into OUT, for a later `vcc mine` on the same OUT."""
+    video_list = _video_inputs(videos, cfg)
+    if all(v["path"] is not None for v in video_list):
+        raise InputError(f"videos {videos} list no URLs: there is nothing to fetch")
+    root = OutputRoot(out)
+    root.make()
+    if removed := root.remove_stale_temps():
+        log.info("removed %d temp files left by an interrupted run", removed)
+    init_ray(cfg.ray)
+    fetch_videos(cfg.fetch, root, video_list)
+    return summarize_fetch(root)
+
+
+def mine(images: str, videos: str, out: str, cfg: MineConfig) -> MineResult:
+    """Run the whole DAG; validates every input before any work, resumes whatever OUT holds."""
+    started = time.perf_counter()
+    table = read_image_table(images)
+    video_list = _video_inputs(videos, cfg)
+    urls = [v["video_url"] for v in video_list if v["path"] is None]
     root = OutputRoot(out)
     run = _check_run(root, cfg, images, videos)
     root.make()
@@ -455,18 +476,8 @@ def summarize(root: OutputRoot, plan: dict, index_meta: dict) -> dict:
         json.loads(p.read_text()) for p in sorted(root.shards.glob("shard-*.stats.json"))
     ]
     image_failures = pq.read_table(root.images / "failures.parquet").to_pylist()
-    fetched = read_fetch_manifest(root)
-    fetch_failed = {k: v for k, v in fetched.items() if v["status"] != "done"}
     return {
-        "fetch": {
-            "urls": len(fetched),
-            "done": len(fetched) - len(fetch_failed),
-            "failed_by_class": dict(Counter(v["class"] for v in fetch_failed.values())),
-            "quarantined": sorted(
-                k for k, v in fetch_failed.items() if v["status"] == "quarantined"
-            ),
-            "failures": {k: f"{v['class']}: {v['error']}" for k, v in fetch_failed.items()},
-        },
+        "fetch": summarize_fetch(root),
         "videos": len(manifest),
         "videos_done": len(manifest) - len(failed_videos),
         "videos_failed": failed_videos,

@@ -9,7 +9,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import av
@@ -17,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
+from vcc_processes import kill_when, vcc_command
 
 from mining.shards import read_shards, shard_paths
 from pipeline.config import load_config
@@ -42,6 +42,8 @@ EXPECTED_SCHEMA = [
     ("height", "int32"),
     ("fps", "float"),
     ("duration_s", "float"),
+    ("cut_mode", "string"),
+    ("from_section", "bool"),
 ]
 
 
@@ -129,36 +131,10 @@ def test_clip_ids_are_deterministic_across_runs(mined, small_corpus, tmp_path, r
     assert ids == sorted(read_shards(mined.out, columns=["clip_id"])["clip_id"].to_pylist())
 
 
-def _vcc(*args: str) -> list[str]:
-    return [sys.executable, "-m", "pipeline.cli", *args]
-
-
 def _vcc_mine(corpus: Path, out: Path, *extra: str) -> list[str]:
     """`vcc mine` on a corpus folder (images.parquet, videos/) into out."""
     images, videos = str(corpus / "images.parquet"), str(corpus / "videos")
-    return _vcc("mine", "--images", images, "--videos", videos, "--out", str(out), *extra)
-
-
-def _kill_when(cmd: list[str], ready, timeout: float = 240.0) -> bool:
-    """Start cmd; SIGKILL its driver once ready() holds. Returns whether it was killed midway."""
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
-    )
-    deadline = time.monotonic() + timeout
-    killed = False
-    while proc.poll() is None and time.monotonic() < deadline:
-        if ready():
-            os.kill(proc.pid, signal.SIGKILL)
-            killed = True
-            break
-        time.sleep(0.02)
-    proc.wait(timeout=60)
-    time.sleep(1.0)
-    try:  # the embedded Ray's own processes outlive a killed driver; end them too
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    return killed
+    return vcc_command("mine", "--images", images, "--videos", videos, "--out", str(out), *extra)
 
 
 def _readable(out: Path) -> None:
@@ -170,9 +146,9 @@ def test_sigkill_then_rerun_gives_the_same_clips(mined, small_corpus, tmp_path):
     out = tmp_path / "killed"
     cmd = _vcc_mine(small_corpus, out, *[a for o in SMALL_RUN for a in ("--set", o)])
 
-    in_pass_1 = _kill_when(cmd, lambda: len(list((out / "manifest").glob("*.json"))) >= 1)
+    in_pass_1 = kill_when(cmd, lambda: len(list((out / "manifest").glob("*.json"))) >= 1)
     _readable(out)
-    in_pass_2 = _kill_when(cmd, lambda: len(shard_paths(out)) >= 1)
+    in_pass_2 = kill_when(cmd, lambda: len(shard_paths(out)) >= 1)
     _readable(out)
     assert in_pass_1 or in_pass_2, "the run finished before either kill; nothing was tested"
 
