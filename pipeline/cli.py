@@ -1,10 +1,11 @@
-"""The `vcc` command line: mine, demo, config."""
+"""The `vcc` command line: mine, demo, train, run, inspect, config."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -44,6 +45,8 @@ def cmd_mine(args: argparse.Namespace) -> int:
     cfg = _config(args)
     result = mine(args.images, args.videos, args.out, cfg)
     s = result.stats
+    if s["fetch"]["urls"]:
+        print_fetch(s["fetch"])
     print(
         f"mined {s['clips']} clips into {len(result.shards)} shards under {result.out / 'shards'}"
     )
@@ -52,6 +55,24 @@ def cmd_mine(args: argparse.Namespace) -> int:
         f"images: {s['images']} indexed, {len(s['images_failed'])} failed; "
         f"clips failed: {len(s['clips_failed'])}; stats: {result.out / 'stats.json'}"
     )
+    return 0
+
+
+def print_fetch(summary: dict) -> None:
+    failed = ", ".join(f"{k} {v}" for k, v in sorted(summary["failed_by_class"].items()))
+    print(
+        f"fetched {summary['done']} of {summary['urls']} URLs"
+        + (f"; failed: {failed}" if failed else "")
+        + (f"; quarantined: {len(summary['quarantined'])}" if summary["quarantined"] else "")
+    )
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    from pipeline.mine import fetch
+
+    summary = fetch(args.videos, args.out, _config(args))
+    print_fetch(summary)
+    print(f"records: {Path(args.out) / 'fetch'}; videos: {Path(args.out) / 'videos'}")
     return 0
 
 
@@ -116,6 +137,41 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from pipeline.inspect import (
+        InspectError,
+        format_sample,
+        format_summary,
+        open_run,
+        read_clips,
+        sample_rows,
+        summarize,
+    )
+
+    view = open_run(args.path)
+    status = 0
+    if args.validate:
+        from pipeline.validate import format_validation, validate
+
+        problems, checked = validate(view, workers=args.workers)
+        print(format_validation(problems, checked))
+        status = 1 if problems else 0
+    if args.sample:
+        print(format_sample(sample_rows(read_clips(view), args.sample, args.seed)))
+    if args.html is not None:
+        from pipeline.report_html import write_report
+
+        if not args.html and view.root is None:
+            raise InspectError("these shards have no run root to hold a report: give --html DIR")
+        target = Path(args.html) if args.html else view.root.root / "report"
+        print(f"report: {write_report(view, target, args.max_cards, args.seed)}")
+    if not (args.validate or args.sample or args.html is not None):
+        summary = summarize(view)
+        text = format_summary(summary, view)
+        print(json.dumps(summary, indent=2, default=str) if args.json else text)
+    return status
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vcc", description="Mine captioned video clips from an image-caption table (VideoCC)."
@@ -132,11 +188,23 @@ def build_parser() -> argparse.ArgumentParser:
     mine.add_argument(
         "--videos",
         required=True,
-        help="videos: a folder, a glob, or a table (parquet/csv/tsv/txt) of paths",
+        help="videos: a folder, a glob, or a table (parquet/csv/tsv/txt) of paths or URLs",
     )
     mine.add_argument("--out", required=True, help="output root; rerunning on it resumes")
     _add_config_args(mine)
     mine.set_defaults(func=cmd_mine)
+
+    fetch = sub.add_parser(
+        "fetch", help="fetch a video URL list into --out (pass 0 alone); `vcc mine` reuses it"
+    )
+    fetch.add_argument(
+        "--videos",
+        required=True,
+        help="URL list: csv/tsv/parquet with `url` (and `video_id`), or txt",
+    )
+    fetch.add_argument("--out", required=True, help="output root; rerunning on it resumes")
+    _add_config_args(fetch)
+    fetch.set_defaults(func=cmd_fetch)
 
     demo = sub.add_parser("demo", help="generate the demo corpus offline, mine it, and score it")
     demo.add_argument("--out", default="demo-out", help="where the corpus and the run go")
@@ -159,6 +227,39 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", required=True, help="output root for the shards and the training")
     _add_config_args(run)
     run.set_defaults(func=cmd_run)
+
+    inspect = sub.add_parser(
+        "inspect",
+        help="summarize a run's shards; --validate them, --html report, --sample rows",
+        description="Without an action flag: a summary (counts, distributions, failures by stage "
+        "and reason, the run's ids, training). Exit status 1 when --validate finds problems.",
+    )
+    inspect.add_argument(
+        "path", metavar="OUT|SHARDS", help="a run's output root, its shards folder, or a glob"
+    )
+    inspect.add_argument(
+        "--validate",
+        action="store_true",
+        help="check every shard: schema, clips decode with their rows' spans, frames decode, "
+        "unique ids, spans within the source video; lists each problem",
+    )
+    inspect.add_argument(
+        "--html",
+        nargs="?",
+        const="",
+        metavar="DIR",
+        help="write an HTML report that opens from the file system (default DIR: OUT/report)",
+    )
+    inspect.add_argument("--sample", type=int, default=0, metavar="N", help="print N random rows")
+    inspect.add_argument("--seed", type=int, default=0, help="seed of --sample and the report")
+    inspect.add_argument(
+        "--max-cards", type=int, default=200, help="clips shown in the report, sampled (seeded)"
+    )
+    inspect.add_argument("--json", action="store_true", help="print the summary as JSON")
+    inspect.add_argument(
+        "--workers", type=int, default=os.cpu_count() or 1, help="threads decoding for --validate"
+    )
+    inspect.set_defaults(func=cmd_inspect)
 
     config = sub.add_parser("config", help="print every config field with its default and meaning")
     _add_config_args(config)

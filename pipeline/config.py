@@ -161,6 +161,8 @@ class FetchConfig:
         "keep fetched videos under OUT/videos, or delete each after pass 1 and fetch only the "
         "selected sections in pass 2 (bounds disk)",
     )
+    image_processes: int = option(1, "img2dataset processes fetching image URL lists", min=1)
+    image_threads: int = option(16, "img2dataset threads per process", min=1)
     url_template: str = option(
         "https://www.youtube.com/watch?v={id}",
         "URL of a video given by id only (VideoCC CSV rows, `video_id` without `url`)",
@@ -181,6 +183,8 @@ FETCH_PLACEMENT = (
     "cookies",
     "proxy",
     "cache",
+    "image_processes",
+    "image_threads",
 )
 
 

@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import platform
+import sys
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -31,13 +32,14 @@ import pyarrow.parquet as pq
 import ray
 
 from mining.atomic import write_json, write_parquet
+from mining.fetch_images import fetch_images, read_url_list
 from mining.images import InputError, read_image_table, validate_rows
 from mining.index import ImageIndex, write_meta
 from mining.select import VideoShots, plan_groups, select_spans
 from mining.shards import shard_name, write_shard
 from mining.urls import check_urls
 from mining.videos import list_videos
-from pipeline.config import MineConfig, RayConfig
+from pipeline.config import FetchConfig, MineConfig, RayConfig
 from pipeline.fetching import HostGate, fetch_videos, summarize_fetch
 from pipeline.progress import Progress
 from pipeline.stages import EmbedImages, MatchFrames, cut_video, decode_videos, embedder_id
@@ -414,6 +416,48 @@ def _tally(result: dict, totals: dict, progress: Progress) -> None:
     progress.update(done=1, extra=f"{totals['rows']} clips, {totals['failed']} cut failures")
 
 
+def is_image_url_list(images: str) -> bool:
+    """A CSV/TSV, or a Parquet file with `url` and no `jpg`: images to fetch, not an image table."""
+    suffix = Path(images).suffix.lower()
+    if not os.path.isfile(images) or suffix not in (".csv", ".tsv", ".txt", ".parquet"):
+        return False
+    if suffix != ".parquet":
+        return True
+    names = pq.read_schema(images).names
+    return "url" in names and "jpg" not in names
+
+
+def _key_column(url_list: str) -> str | None:
+    """The list's own `key` column becomes the image keys (the shards' image_key)."""
+    if url_list.lower().endswith(".parquet"):
+        return "key" if "key" in pq.read_schema(url_list).names else None
+    with open(url_list, encoding="utf-8", errors="replace") as fh:
+        header = fh.readline().rstrip("\r\n")
+    names = header.split("\t" if url_list.lower().endswith(".tsv") else ",")
+    return "key" if "key" in [n.strip().strip('"') for n in names] else None
+
+
+def fetch_image_table(images: str, root: OutputRoot, cfg: FetchConfig) -> str:
+    """Fetch an image URL list with img2dataset into OUT/images/fetched; the table's folder."""
+    result = fetch_images(
+        images,
+        str(root.images / "fetched"),
+        allow_private=cfg.allow_private,
+        key_col=_key_column(images),
+        processes=cfg.image_processes,
+        threads=cfg.image_threads,
+        timeout_s=cfg.timeout_s,
+        retries=cfg.retries,
+    )
+    failed = ", ".join(f"{k} {v}" for k, v in sorted(result.failed.items()))
+    print(
+        f"images: fetched {result.done} of {result.total} with img2dataset in "
+        f"{result.seconds:.1f}s" + (f"; failed: {failed}" if failed else ""),
+        file=sys.stderr,
+    )
+    return result.table_path
+
+
 def _video_inputs(videos: str, cfg: MineConfig) -> list[dict]:
     """The video list, its URLs checked (schemes, private addresses) before any work."""
     video_list = list_videos(videos, cfg.fetch.url_template)
@@ -440,7 +484,11 @@ def fetch(videos: str, out: str, cfg: MineConfig) -> dict:
 def mine(images: str, videos: str, out: str, cfg: MineConfig) -> MineResult:
     """Run the whole DAG; validates every input before any work, resumes whatever OUT holds."""
     started = time.perf_counter()
-    table = read_image_table(images)
+    image_urls = is_image_url_list(images)
+    table = None if image_urls else read_image_table(images)
+    if image_urls:  # checked whole now; fetched once OUT is known to be this run's
+        listed = read_url_list(images, key_col=_key_column(images))
+        check_urls(listed["url"].to_pylist(), cfg.fetch.allow_private)
     video_list = _video_inputs(videos, cfg)
     urls = [v["video_url"] for v in video_list if v["path"] is None]
     root = OutputRoot(out)
@@ -448,6 +496,8 @@ def mine(images: str, videos: str, out: str, cfg: MineConfig) -> MineResult:
     root.make()
     if removed := root.remove_stale_temps():
         log.info("removed %d temp files left by an interrupted run", removed)
+    if image_urls:
+        table = read_image_table(fetch_image_table(images, root, cfg.fetch))
 
     init_ray(cfg.ray)
     keys, captions, index_meta = embed_images(cfg, root, table)
