@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 DEMO_OUT ?= demo-out
 PYTEST_ARGS ?=
 
-.PHONY: help install demo test test-all lint format bench clean
+.PHONY: help install chromium demo test test-all lint format bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -22,13 +22,29 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)  ## create .venv with the project and its tools
 
+# Debian's chromium and its matching chromedriver, for the HTML report's browser test; apt runs
+# only when they are missing (as root, else through sudo)
+CHROMIUM_STAMP := $(VENV)/.chromium
+$(CHROMIUM_STAMP):
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then \
+		echo "chromium: /usr/bin/chromium and /usr/bin/chromedriver are installed"; \
+	else \
+		SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
+			chromium chromium-driver fonts-liberation; \
+	fi
+	mkdir -p $(VENV) && touch $@
+
+chromium: $(CHROMIUM_STAMP)  ## install Debian's chromium + chromedriver (the report's browser test)
+
 demo: $(STAMP)  ## generate the demo corpus offline, mine it, print precision/recall/purity
 	$(BIN)/vcc demo --out $(DEMO_OUT)
 
-test: $(STAMP)  ## the test suite without the slow end-to-end tests
+test: $(STAMP) $(CHROMIUM_STAMP)  ## the test suite without the slow end-to-end tests
 	$(BIN)/python -m pytest -m "not slow and not gpu" $(PYTEST_ARGS)
 
-test-all: $(STAMP)  ## every test, slow ones included
+test-all: $(STAMP) $(CHROMIUM_STAMP)  ## every test, slow ones included
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)  ## ruff check and format check

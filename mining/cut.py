@@ -81,6 +81,9 @@ def _ffmpeg_cut(
             "preset": preset,
             "pix_fmt": "yuv420p",
             "x264-params": "log-level=error",
+            # the output's own limit too: with an edit list (a fetched section) the input's -t
+            # alone lets the fps filter emit one frame past the span
+            "t": f"{duration:.6f}",
         }
         if audio:
             kwargs.update({"acodec": "aac", "b:a": "128k"})

@@ -76,6 +76,18 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_videocc(args: argparse.Namespace) -> int:
+    from pipeline.videocc import redownload
+
+    stats = redownload(args.csv, args.out, _config(args))
+    print(
+        f"rebuilt {stats['clips']} of {stats['rows']} VideoCC rows into {stats['shards']} shards "
+        f"under {Path(args.out) / 'shards'}; malformed rows: {len(stats['rows_malformed'])}, "
+        f"failed clips: {len(stats['clips_failed'])}; stats: {Path(args.out) / 'stats.json'}"
+    )
+    return 0
+
+
 def _train_config(args: argparse.Namespace, unprefixed: str = "mine", default_file=None):
     """The train section; bare `--set k=v` belong to mining unless the command is `train`."""
     from training.config import load_train_config
@@ -205,6 +217,15 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--out", required=True, help="output root; rerunning on it resumes")
     _add_config_args(fetch)
     fetch.set_defaults(func=cmd_fetch)
+
+    videocc = sub.add_parser(
+        "videocc",
+        help="rebuild a published VideoCC CSV (id, start_us, end_us, caption) as shards",
+    )
+    videocc.add_argument("csv", help="the VideoCC CSV; ids become URLs by fetch.url_template")
+    videocc.add_argument("--out", required=True, help="output root; rerunning on it resumes")
+    _add_config_args(videocc)
+    videocc.set_defaults(func=cmd_videocc)
 
     demo = sub.add_parser("demo", help="generate the demo corpus offline, mine it, and score it")
     demo.add_argument("--out", default="demo-out", help="where the corpus and the run go")

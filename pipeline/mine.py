@@ -102,11 +102,12 @@ def _table_digest(table: pa.Table) -> str:
     return h.hexdigest()[:16]
 
 
-def _check_run(out: OutputRoot, cfg: MineConfig, images: str, videos: str) -> dict:
+def check_run(out: OutputRoot, cfg: MineConfig, inputs: dict[str, str]) -> dict:
+    """The run's record for run.json; refuses an OUT made with another config or inputs."""
     run = {
         "config": cfg.to_dict(),
         "fingerprint": cfg.fingerprint(),
-        "inputs": {"images": os.path.abspath(images), "videos": os.path.abspath(videos)},
+        "inputs": {name: os.path.abspath(path) for name, path in inputs.items()},
     }
     if out.run_json.exists():
         previous = json.loads(out.run_json.read_text())
@@ -383,7 +384,12 @@ def cut_spans(cfg: MineConfig, out: OutputRoot, spans: list[dict], run_id: str) 
     totals = {"rows": 0, "failed": 0}
     # videos whose files are gone (fetch.cache=delete) are cut from fetched sections
     gate = None
-    if any(not os.path.exists(s["path"]) for g in todo for vs in by_group[g].values() for s in vs):
+    if any(
+        not (s["path"] and os.path.exists(s["path"]))
+        for g in todo
+        for vs in by_group[g].values()
+        for s in vs
+    ):
         f = cfg.fetch
         gate = HostGate.remote(f.per_host, f.per_host_rate, f.backoff_s, f.max_backoff_s)
     in_flight = []
@@ -492,7 +498,7 @@ def mine(images: str, videos: str, out: str, cfg: MineConfig) -> MineResult:
     video_list = _video_inputs(videos, cfg)
     urls = [v["video_url"] for v in video_list if v["path"] is None]
     root = OutputRoot(out)
-    run = _check_run(root, cfg, images, videos)
+    run = check_run(root, cfg, {"images": images, "videos": videos})
     root.make()
     if removed := root.remove_stale_temps():
         log.info("removed %d temp files left by an interrupted run", removed)

@@ -277,6 +277,12 @@ def _span_times(span: dict, source: _Source, cfg: MineConfig, refined: dict) -> 
     return start, end
 
 
+def _best_first(span: dict) -> tuple:
+    """Most similar first; spans with no score (VideoCC rows: NaN) in time order after them."""
+    score = span["similarity"]
+    return (-score if score == score else float("inf"), span["match_t_s"], span["image_key"])
+
+
 def cut_video(
     video: dict, spans: list[dict], cfg: MineConfig, gate=None
 ) -> tuple[list[dict], list[dict]]:
@@ -290,7 +296,7 @@ def cut_video(
     c = cfg.cut
     rows, failures, seen = [], [], {}
     refined: dict = {}
-    for span in sorted(spans, key=lambda s: (-s["similarity"], s["match_t_s"], s["image_key"])):
+    for span in sorted(spans, key=_best_first):
         what = {
             "video_id": video["video_id"],
             "image_key": span["image_key"],
