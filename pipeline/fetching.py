@@ -256,8 +256,8 @@ def _write_quarantine(out: OutputRoot) -> None:
 class FetchProgress(Progress):
     """The fetch's progress line: done, failed by class, bytes, rate, ETA."""
 
-    def __init__(self, total: int) -> None:
-        super().__init__("fetch", total, "videos")
+    def __init__(self, total: int, every: float = 2.0, stream=None) -> None:
+        super().__init__("fetch", total, "videos", every=every, stream=stream)
         self.bytes = 0
         self.classes: Counter[str] = Counter()
 

@@ -429,7 +429,10 @@ def is_image_url_list(images: str) -> bool:
         return False
     if suffix != ".parquet":
         return True
-    names = pq.read_schema(images).names
+    try:
+        names = pq.read_schema(images).names
+    except (pa.ArrowInvalid, OSError):
+        return False  # read_image_table says what is wrong with it
     return "url" in names and "jpg" not in names
 
 

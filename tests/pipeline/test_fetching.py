@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import shutil
 import subprocess
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.csv as pcsv
+import pyarrow.parquet as pq
 import pytest
 from vcc_processes import kill_when, vcc_command
 
@@ -14,7 +18,7 @@ from mining.shards import read_shards
 from mining.videos import list_videos
 from pipeline.cli import main
 from pipeline.config import load_config
-from pipeline.fetching import fetch_videos, read_fetch_manifest
+from pipeline.fetching import FetchProgress, fetch_videos, read_fetch_manifest
 from pipeline.httpserver import FileServer
 from pipeline.mine import mine
 from pipeline.store import OutputRoot
@@ -49,6 +53,10 @@ def site(small_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     for folder in ("ok", "forbidden", "limited", "flaky", "stalls", "cut-short", "down", "videos"):
         shutil.copytree(small_corpus / "videos", root / folder)
     (root / "page.mp4").write_text("<html><body>this page moved</body></html>\n" * 20)
+    (root / "images").mkdir()
+    table = pq.read_table(small_corpus / "images.parquet")
+    for key, jpg in zip(table["key"].to_pylist(), table["jpg"].to_pylist()):
+        (root / "images" / f"{key}.jpg").write_bytes(jpg)
     return root
 
 
@@ -135,11 +143,20 @@ def _url_list(server: FileServer, folder: Path, names: list[str]) -> Path:
     return table
 
 
-def test_mining_urls_with_deleted_cache_cuts_sections(server, small_corpus, mined, tmp_path):
-    """Videos deleted after pass 1 are cut from fetched sections: the clips of a local run."""
+def test_mining_url_lists_with_deleted_cache(server, small_corpus, mined, tmp_path):
+    """Images through img2dataset, videos through yt-dlp, deleted after pass 1 and cut from
+    fetched sections: the clips of a run on the local files."""
     names = [f"videos/{p.name}" for p in sorted((small_corpus / "videos").iterdir())]
+    table = pq.read_table(small_corpus / "images.parquet", columns=["key", "caption"])
+    images = tmp_path / "images.csv"
+    pcsv.write_csv(
+        table.append_column(
+            "url", pa.array([server.url(f"images/{k}.jpg") for k in table["key"].to_pylist()])
+        ),
+        images,
+    )
     result = mine(
-        str(small_corpus / "images.parquet"),
+        str(images),
         str(_url_list(server, tmp_path, names)),
         str(tmp_path / "out"),
         load_config(overrides=[*FETCH, "fetch.cache=delete", "ray.num_cpus=2"]),
@@ -155,6 +172,9 @@ def test_mining_urls_with_deleted_cache_cuts_sections(server, small_corpus, mine
         assert section["end_s"] == pytest.approx(whole["end_s"], abs=0.04)
         assert section["video_url"].startswith(server.base_url)
     assert list((tmp_path / "out" / "videos").iterdir()) == []  # deleted after pass 1
+    fetched = pq.read_table(tmp_path / "out" / "images" / "fetched" / "table")
+    assert sorted(fetched["key"].to_pylist()) == sorted(table["key"].to_pylist())
+    assert set(fetched["status"].to_pylist()) == {"success"}
     assert result.stats["fetch"] == {
         "urls": 2,
         "done": 2,
@@ -220,3 +240,17 @@ def test_urls_that_must_not_be_fetched_are_refused(small_corpus, tmp_path, capsy
         err = capsys.readouterr().err
         assert code == 2 and err.startswith("vcc: error:") and why in err, err
         assert not out.exists()  # refused before anything was written
+
+
+def test_the_progress_line_says_done_failed_by_class_bytes_rate_and_eta():
+    stream = io.StringIO()
+    progress = FetchProgress(4, every=0.0, stream=stream)
+    progress.update({"status": "done", "bytes": 3 * 2**20})
+    progress.update({"status": "failed", "class": "http_404"})
+    progress.update({"status": "failed", "class": "http_429"})
+    line = stream.getvalue().splitlines()[-1]
+    assert line.startswith("fetch: 3/4 videos | 2 failed | 3.0 MiB at ")
+    assert "MiB/s | http_404 1, http_429 1 | ETA 0:" in line
+    progress.update({"status": "done", "bytes": 2**20})
+    progress.close()
+    assert stream.getvalue().splitlines()[-1].startswith("fetch: 4/4 videos | 2 failed | 4.0 MiB")
