@@ -1,7 +1,8 @@
 """Run the benchmarks, print a table, write bench/out/results.json and the rows for RESULTS.md.
 
-    .venv/bin/python bench/run_all.py   # all: ~9 min on 2 cores (train ~4), ~10.5 the first time
+    .venv/bin/python bench/run_all.py   # all: ~11.5 min on 2 cores (train ~4), ~13 the first time
     .venv/bin/python bench/run_all.py --only decode,embed
+    .venv/bin/python bench/run_all.py --only fetch   # ~2.5 min; yt-dlp over loopback HTTP
     .venv/bin/python bench/run_all.py --only train   # ~4 min; mines the corpus first if needed
 
 Each benchmark is a module of this folder with a `run()` that returns a dict; every ratio's two
@@ -25,6 +26,7 @@ import cut
 import decode
 import e2e
 import embed
+import fetch
 import search
 import train
 
@@ -33,6 +35,7 @@ BENCHMARKS: dict[str, Callable[[], dict[str, Any]]] = {
     "embed": embed.run,
     "search": search.run,
     "cut": cut.run,
+    "fetch": fetch.run,
     "e2e": e2e.run,
     "train": train.run,
 }
@@ -144,6 +147,50 @@ def _cut_rows(r: dict[str, Any]) -> list[Row]:
     ]
 
 
+def _fetch_rows(r: dict[str, Any]) -> list[Row]:
+    rows = []
+    labels = {
+        "ytdlp_cli": "yt-dlp CLI -a urls.txt",
+        "fetch_video": "fetch_video, one after another",
+        "fetch_videos_cold": "fetch_videos (Ray), workers cold",
+        "fetch_videos_warm": "fetch_videos (Ray), workers warm",
+    }
+    for key, where in (("loopback", "loopback"), ("latency", "50 ms a request")):
+        d = r[key]
+        base = d["ytdlp_api"]
+        for name, label in labels.items():
+            if name not in d:
+                continue
+            v = d[name]
+            rows.append(
+                (
+                    f"fetch {d['urls']} URLs, {where}: {label}",
+                    f"{v['urls_per_s']:.1f} URLs/s, {v['mib_per_s']:.1f} MiB/s, "
+                    f"{v['cpu_s_per_url']:.3f} CPU-s/URL",
+                    f"yt-dlp API: {base['urls_per_s']:.1f} URLs/s, {base['mib_per_s']:.1f} MiB/s, "
+                    f"{base['cpu_s_per_url']:.3f} CPU-s/URL",
+                    f"{d['ratio_vs_ytdlp_api'][name]:.2f}x",
+                    _busy(d["contention"]),
+                )
+            )
+    for key, where in (("section_loopback", "loopback"), ("section_latency", "50 ms a request")):
+        d = r[key]
+        sec, whole = d["section"], d["whole"]
+        span = d["span"][1] - d["span"][0]
+        rows.append(
+            (
+                f"fetch_section {span:.0f} s of {d['video_s']:.0f} s, {where}",
+                f"{sec['wall_s_median']:.2f} s, {sec['server_kib_sent']:.0f} KiB sent, "
+                f"{sec['requests']:.0f} requests",
+                f"whole file: {whole['wall_s_median']:.2f} s, {whole['server_kib_sent']:.0f} KiB "
+                f"sent, {whole['requests']:.0f} requests",
+                f"{d['ratio_section_vs_whole_wall']:.2f}x",
+                _busy(d["contention"]),
+            )
+        )
+    return rows
+
+
 def _e2e_rows(r: dict[str, Any]) -> list[Row]:
     p = r["passes"]
     return [
@@ -218,6 +265,7 @@ ROWS: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
     "embed": _embed_rows,
     "search": _search_rows,
     "cut": _cut_rows,
+    "fetch": _fetch_rows,
     "e2e": _e2e_rows,
     "train": _train_rows,
 }
