@@ -16,6 +16,11 @@ def vcc_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "pipeline.cli", *args]
 
 
+def run_vcc(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """`vcc ARGS` in a child process, its output captured as text."""
+    return subprocess.run(vcc_command(*args), capture_output=True, text=True, timeout=timeout)
+
+
 def kill_when(cmd: list[str], ready, timeout: float = 240.0) -> bool:
     """Start cmd; SIGKILL its driver once ready() holds. Returns whether it was killed midway."""
     proc = subprocess.Popen(

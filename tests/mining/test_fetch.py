@@ -158,21 +158,25 @@ def test_section_starts_at_the_requested_frame(served: FileServer, test_video: P
     assert len(section) == pytest.approx(30, abs=1)  # 1.2 s at 25 fps
 
 
+def _exact(start: float, end: float) -> dict:
+    """A span to cut as given, as a VideoCC row is: no caption image, no score."""
+    return {
+        "exact": True,
+        "start_s": start,
+        "end_s": end,
+        "match_t_s": (start + end) / 2,
+        "caption": "a test pattern",
+        "image_key": "",
+        "similarity": float("nan"),
+    }
+
+
 @pytest.mark.parametrize("mode", ["reencode", "copy"])
 def test_a_span_cut_from_a_section(served: FileServer, test_video: Path, mode: str):
     """A video with no file is cut from a fetched section; the row says how it was cut."""
     cfg = load_config(overrides=[f"cut.mode={mode}", "cut.max_height=90"])
     video = {"video_id": "v1", "path": None, "video_url": served.url("video.mp4")}
-    span = {
-        "exact": True,
-        "start_s": 1.3,
-        "end_s": 2.5,
-        "match_t_s": 1.9,
-        "caption": "a test pattern",
-        "image_key": "",
-        "similarity": float("nan"),
-    }
-    rows, failures = cut_video(video, [span], cfg)
+    rows, failures = cut_video(video, [_exact(1.3, 2.5)], cfg)
     assert failures == []
     (row,) = rows
     assert row["cut_mode"] == mode and row["from_section"] is True
@@ -195,15 +199,6 @@ def test_a_span_cut_from_a_section(served: FileServer, test_video: Path, mode: s
 def test_section_fetch_failure_is_recorded_per_span(served: FileServer):
     cfg = load_config()
     video = {"video_id": "gone", "path": None, "video_url": served.url("missing.mp4")}
-    span = {
-        "exact": True,
-        "start_s": 1.0,
-        "end_s": 2.0,
-        "match_t_s": 1.5,
-        "caption": "c",
-        "image_key": "",
-        "similarity": 0.0,
-    }
-    rows, failures = cut_video(video, [span], cfg)
+    rows, failures = cut_video(video, [_exact(1.0, 2.0)], cfg)
     assert rows == []
     assert failures[0]["error"].startswith("fetch http_404")

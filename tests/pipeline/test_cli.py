@@ -2,21 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
-
-def vcc(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+from vcc_processes import run_vcc
 
 
 @pytest.fixture()
@@ -28,7 +17,9 @@ def video_dir(tmp_path, test_video):
 
 
 def _mine(images, videos, out, *extra):
-    return vcc("mine", "--images", str(images), "--videos", str(videos), "--out", str(out), *extra)
+    return run_vcc(
+        "mine", "--images", str(images), "--videos", str(videos), "--out", str(out), *extra
+    )
 
 
 @pytest.mark.parametrize(
@@ -91,9 +82,9 @@ def test_a_table_with_extra_columns_is_fine(tmp_path, small_corpus):
 
 
 def test_help_and_config_listing():
-    result = vcc("--help")
+    result = run_vcc("--help")
     assert result.returncode == 0 and "mine" in result.stdout and "demo" in result.stdout
-    listing = vcc("config")
+    listing = run_vcc("config")
     assert listing.returncode == 0
     assert "match.threshold = None  # " in listing.stdout
     assert "train.optim.lr = 0.0005  # " in listing.stdout

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from collections import Counter
 from html.parser import HTMLParser
 from pathlib import Path
@@ -16,19 +14,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
+from vcc_processes import run_vcc
 
 from pipeline.inspect import InspectError, open_run, summarize
 from pipeline.report_html import write_report
 from pipeline.validate import validate
-
-
-def vcc(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def shard_files(out: Path) -> list[Path]:
@@ -52,7 +42,7 @@ def test_summary_counts_equal_what_the_shards_and_manifest_hold(mined):
     image_failures = pq.read_table(mined.out / "images" / "failures.parquet").num_rows
     run = json.loads((mined.out / "run.json").read_text())
 
-    result = vcc("inspect", str(mined.out), "--json")
+    result = run_vcc("inspect", str(mined.out), "--json")
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     per_image = Counter(r["image_key"] for r in rows)
@@ -80,7 +70,7 @@ def test_summary_counts_equal_what_the_shards_and_manifest_hold(mined):
     assert summary["run"]["run_id"] == run["run_id"]
     assert summary["run"]["config_changes"] == {"ray.num_cpus": 2, "shards.max_rows": 3}
 
-    text = vcc("inspect", str(mined.out / "shards")).stdout
+    text = run_vcc("inspect", str(mined.out / "shards")).stdout
     assert f"clips: {len(rows)} in {len(files)} shards, from {len(per_video)} videos" in text
     assert f"and {len(per_image)} caption images" in text
     assert f"embedder {run['index']['embedder']}" in text
@@ -118,13 +108,13 @@ def test_failures_are_counted_by_stage_and_reason(run_copy):
         },
     }
     assert summary["manifest"]["failed"] == 3
-    text = vcc("inspect", str(run_copy)).stdout
+    text = run_vcc("inspect", str(run_copy)).stdout
     assert "failures: 4 by stage and reason:" in text
     assert "video      2  MediaError: cannot open as media" in text
 
 
 def test_validate_passes_on_a_mined_run(mined):
-    result = vcc("inspect", str(mined.out), "--validate")
+    result = run_vcc("inspect", str(mined.out), "--validate")
     assert result.returncode == 0, result.stdout + result.stderr
     rows = sum(pq.read_metadata(f).num_rows for f in shard_files(mined.out))
     assert (
@@ -199,7 +189,7 @@ def test_validate_names_the_row_and_reason_of_each_damage(run_copy):
     ]
     assert checked["rows"] == len(located)
 
-    result = vcc("inspect", str(run_copy), "--validate")
+    result = run_vcc("inspect", str(run_copy), "--validate")
     assert result.returncode == 1
     assert f"{len(problems)} problems" in result.stdout
     assert f"{truncated[0].name} row {truncated[1]} (clip " in result.stdout
@@ -211,8 +201,8 @@ def test_sample_prints_n_seeded_rows(mined):
         pq.read_table(shard_files(mined.out)[0], columns=["caption"])["caption"].to_pylist()
     )
     captions |= {c for f in shard_files(mined.out) for c in pq.read_table(f)["caption"].to_pylist()}
-    first = vcc("inspect", str(mined.out), "--sample", "3", "--seed", "7")
-    again = vcc("inspect", str(mined.out), "--sample", "3", "--seed", "7")
+    first = run_vcc("inspect", str(mined.out), "--sample", "3", "--seed", "7")
+    again = run_vcc("inspect", str(mined.out), "--sample", "3", "--seed", "7")
     assert first.returncode == 0 and first.stdout == again.stdout
     lines = first.stdout.splitlines()
     assert len(lines) == 3
@@ -222,10 +212,10 @@ def test_sample_prints_n_seeded_rows(mined):
 
 
 def test_a_path_without_shards_is_a_usage_error(tmp_path):
-    result = vcc("inspect", str(tmp_path))
+    result = run_vcc("inspect", str(tmp_path))
     assert result.returncode == 2
     assert result.stderr.startswith(f"vcc: error: no shards under {tmp_path}")
-    result = vcc("inspect", str(tmp_path / "nope"))
+    result = run_vcc("inspect", str(tmp_path / "nope"))
     assert result.returncode == 2 and "does not exist" in result.stderr
 
 
@@ -284,7 +274,7 @@ def test_report_refuses_a_folder_of_other_files(mined, tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(InspectError, match="not a vcc report"):
         write_report(open_run(mined.out), tmp_path)
-    result = vcc("inspect", str(mined.out), "--html", str(tmp_path))
+    result = run_vcc("inspect", str(mined.out), "--html", str(tmp_path))
     assert result.returncode == 2 and "vcc: error:" in result.stderr
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
@@ -320,6 +310,6 @@ def test_report_plots_a_training_run_when_there_is_one(run_copy):
     assert "plots/loss.png" in _parse(index).sources
     assert "plots/recall.png" in _parse(index).sources
     assert "a tabby cat" in index.read_text()
-    text = vcc("inspect", str(run_copy)).stdout
+    text = run_vcc("inspect", str(run_copy)).stdout
     assert "training: 20 steps, loss" in text
     assert "text->video R@1" in text
