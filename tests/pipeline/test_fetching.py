@@ -5,12 +5,14 @@ from __future__ import annotations
 import io
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 import pytest
+import ray
 from vcc_processes import kill_when, vcc_command
 
 from mining.media import probe
@@ -18,7 +20,7 @@ from mining.shards import read_shards
 from mining.videos import list_videos
 from pipeline.cli import main
 from pipeline.config import load_config
-from pipeline.fetching import FetchProgress, fetch_videos, read_fetch_manifest
+from pipeline.fetching import FetchProgress, HostGate, fetch_videos, read_fetch_manifest
 from pipeline.httpserver import FileServer
 from pipeline.mine import mine
 from pipeline.store import OutputRoot
@@ -254,3 +256,26 @@ def test_the_progress_line_says_done_failed_by_class_bytes_rate_and_eta():
     progress.update({"status": "done", "bytes": 2**20})
     progress.close()
     assert stream.getvalue().splitlines()[-1].startswith("fetch: 4/4 videos | 2 failed | 4.0 MiB")
+
+
+def test_the_host_gate_holds_concurrency_rate_and_pauses(ray_session):
+    gate = HostGate.remote(2, 0.0, 0.2, 5.0)
+    first, second = ray.get([gate.acquire.remote("a"), gate.acquire.remote("a")])
+    third = gate.acquire.remote("a")
+    other = gate.acquire.remote("b")  # hosts do not share their limits
+    assert ray.wait([third], timeout=0.5)[0] == [] and ray.get(other, timeout=5) is not None
+    ray.get(gate.release.remote(first))
+    ray.get(third, timeout=5)  # a free slot goes to the waiting fetch
+
+    ray.get(gate.release.remote(second, True, 1.0))  # a 429 with Retry-After: 1
+    assert ray.get(gate.paused.remote("a")) == pytest.approx(1.0, abs=0.2)
+    started = time.monotonic()
+    ray.get(gate.acquire.remote("a"), timeout=10)
+    assert time.monotonic() - started >= 0.7
+    ray.kill(gate)
+
+    paced = HostGate.remote(8, 4.0, 0.2, 5.0)  # at most 4 starts a second
+    started = time.monotonic()
+    ray.get([paced.acquire.remote("a") for _ in range(5)], timeout=10)
+    assert time.monotonic() - started >= 0.9  # 5 starts: 4 gaps of 0.25 s
+    ray.kill(paced)
