@@ -150,10 +150,10 @@ def _outcome(ref) -> dict:
     }
 
 
-def plan_fetch(cfg: FetchConfig, out: OutputRoot, videos: list[dict]) -> tuple[list, list]:
-    """Split URL videos into (to fetch now, settled); fill in the paths of fetched ones."""
+def plan_fetch(cfg: FetchConfig, out: OutputRoot, videos: list[dict]) -> list[dict]:
+    """The URL videos to fetch in this run; fills in `path` of those fetched before."""
     found = out.read_manifest()
-    todo, settled = [], []
+    todo = []
     for video in videos:
         if video["path"] is not None:
             continue
@@ -164,17 +164,15 @@ def plan_fetch(cfg: FetchConfig, out: OutputRoot, videos: list[dict]) -> tuple[l
         elif record["status"] == "done":
             if Path(record["path"]).exists() or video["video_id"] in found:
                 video["path"] = record["path"]
-                settled.append(video)
             else:  # fetched but since deleted, and pass 1 still needs it
                 todo.append(video)
         elif record["status"] == "quarantined" or not record["transient"]:
-            settled.append(video)
+            continue  # settled: never retried
         elif record["runs"] >= cfg.quarantine_after:
             write_json(path, {**record, "status": "quarantined"})
-            settled.append(video)
         else:
             todo.append(video)
-    return todo, settled
+    return todo
 
 
 def _read(path: Path) -> dict | None:
@@ -187,7 +185,7 @@ def fetch_videos(cfg: FetchConfig, out: OutputRoot, videos: list[dict]) -> dict:
     Returns the fetch counts of this run. URL checks (schemes, private addresses) happen
     before, when the inputs are validated.
     """
-    todo, _ = plan_fetch(cfg, out, videos)
+    todo = plan_fetch(cfg, out, videos)
     out.fetch.mkdir(parents=True, exist_ok=True)
     counts: Counter[str] = Counter()
     if todo:
@@ -195,13 +193,13 @@ def fetch_videos(cfg: FetchConfig, out: OutputRoot, videos: list[dict]) -> dict:
         gate = HostGate.remote(cfg.per_host, cfg.per_host_rate, cfg.backoff_s, cfg.max_backoff_s)
         task = _fetch_task.options(max_retries=cfg.retries, retry_exceptions=[FetchError])
         progress = FetchProgress(len(todo))
-        pending = list(todo)
+        pending = iter(todo)
         in_flight: dict = {}
-        while pending or in_flight:
-            while pending and len(in_flight) < cfg.concurrency:
-                video = pending.pop(0)
-                ref = task.remote(video, str(out.videos), opts, gate)
-                in_flight[ref] = video
+        while True:
+            for video in itertools.islice(pending, cfg.concurrency - len(in_flight)):
+                in_flight[task.remote(video, str(out.videos), opts, gate)] = video
+            if not in_flight:
+                break
             ready, _ = ray.wait(list(in_flight), num_returns=1)
             video = in_flight.pop(ready[0])
             result = _outcome(ready[0])
