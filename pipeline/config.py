@@ -152,7 +152,7 @@ class FetchConfig:
     concurrency: int = option(8, "URLs fetched at once in all", min=1)
     per_host: int = option(4, "URLs fetched at once from one host", min=1)
     per_host_rate: float = option(
-        0.0, "most requests started per second on one host; 0 for no limit", min=0.0
+        0.0, "most fetches started per second on one host; 0 for no limit", min=0.0
     )
     cookies: str | None = option(None, "Netscape cookies file passed to yt-dlp (bot checks)")
     proxy: str | None = option(None, "proxy URL passed to yt-dlp, e.g. socks5://127.0.0.1:1080")

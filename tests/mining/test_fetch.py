@@ -21,6 +21,7 @@ from mining.fetch import (
     classify,
     fetch_section,
     fetch_video,
+    ydl_params,
 )
 from mining.media import probe
 from pipeline.config import load_config
@@ -202,3 +203,16 @@ def test_section_fetch_failure_is_recorded_per_span(served: FileServer):
     rows, failures = cut_video(video, [_exact(1.0, 2.0)], cfg)
     assert rows == []
     assert failures[0]["error"].startswith("fetch http_404")
+
+
+def test_the_proxy_and_cookies_go_to_yt_dlp(served: FileServer, test_video: Path, tmp_path: Path):
+    """A forward proxy on loopback carries the fetch of a URL that is not reachable itself."""
+    cookies = tmp_path / "cookies.txt"
+    cookies.write_text("# Netscape HTTP Cookie File\n")
+    opts = FetchOptions(timeout_s=2.0, proxy=served.base_url, cookies=str(cookies))
+    params = ydl_params(opts, "x")
+    assert params["proxy"] == served.base_url and params["cookiefile"] == str(cookies)
+    before = served.requests["/video.mp4"]
+    got = fetch_video("http://127.0.0.1:9/video.mp4", "v1", tmp_path / "out", opts)
+    assert Path(got.path).read_bytes() == test_video.read_bytes()
+    assert served.requests["/video.mp4"] == before + 2  # both of yt-dlp's requests went through
