@@ -449,6 +449,7 @@ def fetch_images(
     shard_size: int = 1000,
     max_shard_retry: int = 1,
     user_agent_token: str | None = None,
+    progress: Callable[[dict], None] | None = None,
 ) -> FetchImagesResult:
     """Fetch the images of a URL list with img2dataset into an image table that mining reads.
 
@@ -466,6 +467,8 @@ def fetch_images(
         key_col: a column of unique keys to use as the table's `key`; unset, img2dataset's
             row numbers are the keys.
         input_format: csv, tsv or parquet; unset, it comes from the file name.
+        progress: called with the table's counts (shards and `of`, rows, done, failed by
+            class, bytes) each time finished shards are published, while img2dataset runs.
         image_size, resize_mode: img2dataset's resizing; the default (`no`) keeps each image's
             size, and an image already in `encode_format` keeps its bytes.
         encode_format, encode_quality: the format images are stored in (the column is `jpg`
@@ -599,7 +602,20 @@ def fetch_images(
             )
 
             def publish() -> int:
-                return _publish_ready(staging, table_dir, key_col, encode_format)
+                published = _publish_ready(staging, table_dir, key_col, encode_format)
+                if published and progress is not None:
+                    total, done, failed, shards = _count(table_dir)
+                    progress(
+                        {
+                            "shards": shards,
+                            "of": n_shards,
+                            "rows": total,
+                            "done": done,
+                            "failed": failed,
+                            "bytes": sum(p.stat().st_size for p in table_dir.glob("*.parquet")),
+                        }
+                    )
+                return published
 
             fetched += _run_img2dataset(params, lock_fd, root / "img2dataset.log", publish)
             fetched += publish()

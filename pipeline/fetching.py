@@ -274,3 +274,28 @@ class FetchProgress(Progress):
             failed=int(result["status"] != "done"),
             extra=extra,
         )
+
+
+class ImageFetchProgress:
+    """The image fetch's progress line, from img2dataset's finished shards: shards, images done,
+    failed by class, bytes, rate, ETA."""
+
+    def __init__(self, every: float = 2.0, stream=None) -> None:
+        self.every, self.stream = every, stream
+        self.line: Progress | None = None
+
+    def update(self, counts: dict) -> None:
+        if self.line is None:
+            self.line = Progress("fetch images", counts["of"], "shards", self.every, self.stream)
+        elapsed = max(time.monotonic() - self.line.started, 1e-6)
+        mib = counts["bytes"] / 2**20
+        extra = (
+            f"{counts['done']}/{counts['rows']} images | {mib:.1f} MiB at {mib / elapsed:.2f} MiB/s"
+        )
+        if counts["failed"]:
+            extra += " | " + ", ".join(f"{k} {v}" for k, v in sorted(counts["failed"].items()))
+        self.line.update(done=counts["shards"] - self.line.done, extra=extra)
+
+    def close(self) -> None:
+        if self.line is not None:
+            self.line.close()

@@ -40,7 +40,7 @@ from mining.shards import shard_name, write_shard
 from mining.urls import check_urls
 from mining.videos import list_videos
 from pipeline.config import FetchConfig, MineConfig, RayConfig
-from pipeline.fetching import HostGate, fetch_videos, summarize_fetch
+from pipeline.fetching import HostGate, ImageFetchProgress, fetch_videos, summarize_fetch
 from pipeline.progress import Progress
 from pipeline.stages import EmbedImages, MatchFrames, cut_video, decode_videos, embedder_id
 from pipeline.store import OutputRoot
@@ -448,6 +448,7 @@ def _key_column(url_list: str) -> str | None:
 
 def fetch_image_table(images: str, root: OutputRoot, cfg: FetchConfig) -> str:
     """Fetch an image URL list with img2dataset into OUT/images/fetched; the table's folder."""
+    progress = ImageFetchProgress()
     result = fetch_images(
         images,
         str(root.images / "fetched"),
@@ -457,7 +458,9 @@ def fetch_image_table(images: str, root: OutputRoot, cfg: FetchConfig) -> str:
         threads=cfg.image_threads,
         timeout_s=cfg.timeout_s,
         retries=cfg.retries,
+        progress=progress.update,
     )
+    progress.close()
     failed = ", ".join(f"{k} {v}" for k, v in sorted(result.failed.items()))
     print(
         f"images: fetched {result.done} of {result.total} with img2dataset in "

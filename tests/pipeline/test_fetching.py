@@ -145,7 +145,7 @@ def _url_list(server: FileServer, folder: Path, names: list[str]) -> Path:
     return table
 
 
-def test_mining_url_lists_with_deleted_cache(server, small_corpus, mined, tmp_path):
+def test_mining_url_lists_with_deleted_cache(server, small_corpus, mined, tmp_path, capsys):
     """Images through img2dataset, videos through yt-dlp, deleted after pass 1 and cut from
     fetched sections: the clips of a run on the local files."""
     names = [f"videos/{p.name}" for p in sorted((small_corpus / "videos").iterdir())]
@@ -177,6 +177,12 @@ def test_mining_url_lists_with_deleted_cache(server, small_corpus, mined, tmp_pa
     fetched = pq.read_table(tmp_path / "out" / "images" / "fetched" / "table")
     assert sorted(fetched["key"].to_pylist()) == sorted(table["key"].to_pylist())
     assert set(fetched["status"].to_pylist()) == {"success"}
+    lines = capsys.readouterr().err.splitlines()  # both fetches said how far they were
+    n = table.num_rows
+    assert any(
+        ln.startswith(f"fetch images: 1/1 shards | 0 failed | {n}/{n} images") for ln in lines
+    )
+    assert any(ln.startswith("fetch: 2/2 videos | 0 failed | ") for ln in lines)
     assert result.stats["fetch"] == {
         "urls": 2,
         "done": 2,
