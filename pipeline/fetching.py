@@ -145,7 +145,7 @@ def _outcome(ref) -> dict:
     return {
         "status": "failed",
         "class": failure.klass,
-        "transient": True,
+        "transient": failure.transient,
         "error": failure.message,
     }
 
