@@ -13,6 +13,7 @@ once they probe as video, so a finished name never holds a partial file.
 from __future__ import annotations
 
 import email.utils
+import functools
 import logging
 import os
 import re
@@ -206,14 +207,26 @@ def _ffmpeg_on_path() -> None:
         os.environ["PATH"] = folder + os.pathsep + os.environ.get("PATH", "")
 
 
-def _download(url: str, params: dict) -> str:
-    """Run yt-dlp; the path of the file it wrote."""
+@functools.lru_cache(maxsize=4)
+def _downloader(opts: FetchOptions):
+    """One YoutubeDL per process and options, reused from fetch to fetch: building one costs
+    about 0.1 s of CPU (its extractors, the certificate store), as much as a small fetch."""
     import yt_dlp
 
     _ffmpeg_on_path()
+    return yt_dlp.YoutubeDL(ydl_params(opts, "%(id)s.%(ext)s"))
+
+
+def _download(url: str, opts: FetchOptions, folder: str, ranges=None) -> str:
+    """Run yt-dlp into folder, the whole video or only `ranges`; the path of the file it wrote."""
+    ydl = _downloader(opts)
+    ydl.params["paths"] = {"home": folder}
+    if ranges is None:
+        ydl.params.pop("download_ranges", None)
+    else:
+        ydl.params["download_ranges"] = ranges
     try:
-        with yt_dlp.YoutubeDL(params) as ydl:
-            info = ydl.extract_info(url, download=True)
+        info = ydl.extract_info(url, download=True)
     except Exception as err:  # noqa: BLE001 - every yt-dlp failure gets a class
         raise classify(err) from err
     if info is None:
@@ -249,7 +262,7 @@ def fetch_video(url: str, video_id: str, dest_dir: str | Path, opts: FetchOption
     started = time.perf_counter()
     tmp = tempfile.mkdtemp(prefix=f".{video_id}.tmp-", dir=dest_dir)
     try:
-        got = _download(url, ydl_params(opts, os.path.join(tmp, "video.%(ext)s")))
+        got = _download(url, opts, tmp)
         info = _check_video(got, url, opts.max_duration_s)
         final = dest_dir / f"{video_id}{Path(got).suffix}"
         os.replace(got, final)
@@ -272,9 +285,6 @@ def fetch_section(url: str, start: float, end: float, folder: str, opts: FetchOp
     """
     from yt_dlp.utils import download_range_func
 
-    params = ydl_params(opts, os.path.join(folder, "section.%(ext)s"))
-    params["download_ranges"] = download_range_func(None, [(max(0.0, start), end)])
-    params["force_keyframes_at_cuts"] = False
-    got = _download(url, params)
+    got = _download(url, opts, folder, download_range_func(None, [(max(0.0, start), end)]))
     _check_video(got, url, float("inf"))
     return got
