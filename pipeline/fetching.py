@@ -283,10 +283,12 @@ class ImageFetchProgress:
     def __init__(self, every: float = 2.0, stream=None) -> None:
         self.every, self.stream = every, stream
         self.line: Progress | None = None
+        self.started = time.monotonic()  # the fetch starts now; its first shard comes later
 
     def update(self, counts: dict) -> None:
         if self.line is None:
             self.line = Progress("fetch images", counts["of"], "shards", self.every, self.stream)
+            self.line.started = self.started
         elapsed = max(time.monotonic() - self.line.started, 1e-6)
         mib = counts["bytes"] / 2**20
         extra = (

@@ -20,7 +20,13 @@ from mining.shards import read_shards
 from mining.videos import list_videos
 from pipeline.cli import main
 from pipeline.config import load_config
-from pipeline.fetching import FetchProgress, HostGate, fetch_videos, read_fetch_manifest
+from pipeline.fetching import (
+    FetchProgress,
+    HostGate,
+    ImageFetchProgress,
+    fetch_videos,
+    read_fetch_manifest,
+)
 from pipeline.httpserver import FileServer
 from pipeline.mine import mine
 from pipeline.store import OutputRoot
@@ -285,3 +291,15 @@ def test_the_host_gate_holds_concurrency_rate_and_pauses(ray_session):
     ray.get([paced.acquire.remote("a") for _ in range(5)], timeout=10)
     assert time.monotonic() - started >= 0.9  # 5 starts: 4 gaps of 0.25 s
     ray.kill(paced)
+
+
+def test_the_image_progress_rate_counts_from_the_fetch_start():
+    stream = io.StringIO()
+    progress = ImageFetchProgress(every=0.0, stream=stream)
+    progress.started -= 10.0  # img2dataset ran 10 s before its first shard was done
+    counts = {"shards": 1, "of": 2, "rows": 4, "done": 3, "bytes": 5 * 2**20}
+    progress.update({**counts, "failed": {"http_404": 1}})
+    progress.close()
+    line = stream.getvalue().splitlines()[-1]
+    assert line.startswith("fetch images: 1/2 shards | 0 failed | 3/4 images | 5.0 MiB at 0.5")
+    assert "| http_404 1 |" in line
