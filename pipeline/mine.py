@@ -28,6 +28,7 @@ import numpy as np
 os.environ.setdefault("RAY_DATA_LOG_LEVEL", "ERROR")
 
 import pyarrow as pa
+import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 import ray
 
@@ -298,6 +299,12 @@ def _record_video(out: OutputRoot, chunks: list[dict]) -> int | None:
     return matches.num_rows
 
 
+def plan_shards(cfg: MineConfig, spans: list[dict]) -> list[int]:
+    """Each span's shard group, by rows and by bytes estimated from the clips' length."""
+    bytes_per_second = 200_000 * (cfg.cut.max_height / 360) ** 2
+    return plan_groups(spans, cfg.shards.max_rows, cfg.shards.max_bytes, bytes_per_second)
+
+
 def select(
     cfg: MineConfig, out: OutputRoot, captions: dict[str, str], video_urls: dict[str, str]
 ) -> tuple[list[dict], dict]:
@@ -325,8 +332,7 @@ def select(
         m.max_clips_per_image,
         m.max_clips_per_video,
     )
-    bytes_per_second = 200_000 * (cfg.cut.max_height / 360) ** 2
-    groups = plan_groups(spans, cfg.shards.max_rows, cfg.shards.max_bytes, bytes_per_second)
+    groups = plan_shards(cfg, spans)
     for span, group in zip(spans, groups):
         span["caption"] = captions[span["image_key"]]
         span["group"] = group
@@ -439,11 +445,15 @@ def is_image_url_list(images: str) -> bool:
 def _key_column(url_list: str) -> str | None:
     """The list's own `key` column becomes the image keys (the shards' image_key)."""
     if url_list.lower().endswith(".parquet"):
-        return "key" if "key" in pq.read_schema(url_list).names else None
-    with open(url_list, encoding="utf-8", errors="replace") as fh:
-        header = fh.readline().rstrip("\r\n")
-    names = header.split("\t" if url_list.lower().endswith(".tsv") else ",")
-    return "key" if "key" in [n.strip().strip('"') for n in names] else None
+        names = pq.read_schema(url_list).names
+    else:
+        delimiter = "\t" if url_list.lower().endswith(".tsv") else ","
+        try:
+            with pcsv.open_csv(url_list, parse_options=pcsv.ParseOptions(delimiter=delimiter)) as r:
+                names = r.schema.names
+        except (pa.ArrowInvalid, OSError):
+            return None  # read_url_list says what is wrong with it
+    return "key" if "key" in names else None
 
 
 def fetch_image_table(images: str, root: OutputRoot, cfg: FetchConfig) -> str:
@@ -470,6 +480,18 @@ def fetch_image_table(images: str, root: OutputRoot, cfg: FetchConfig) -> str:
     return result.table_path
 
 
+def prepare(root: OutputRoot) -> None:
+    """Make OUT's folders and remove what an interrupted run left half-written."""
+    root.make()
+    if removed := root.remove_stale_temps():
+        log.info("removed %d temp files left by an interrupted run", removed)
+
+
+def read_shard_stats(root: OutputRoot) -> list[dict]:
+    """Every shard's stats (rows, bytes, failed cuts and why), in shard order."""
+    return [json.loads(p.read_text()) for p in sorted(root.shards.glob("shard-*.stats.json"))]
+
+
 def _video_inputs(videos: str, cfg: MineConfig) -> list[dict]:
     """The video list, its URLs checked (schemes, private addresses) before any work."""
     video_list = list_videos(videos, cfg.fetch.url_template)
@@ -485,9 +507,7 @@ def fetch(videos: str, out: str, cfg: MineConfig) -> dict:
     if all(v["path"] is not None for v in video_list):
         raise InputError(f"videos {videos} list no URLs: there is nothing to fetch")
     root = OutputRoot(out)
-    root.make()
-    if removed := root.remove_stale_temps():
-        log.info("removed %d temp files left by an interrupted run", removed)
+    prepare(root)
     init_ray(cfg.ray)
     fetch_videos(cfg.fetch, root, video_list)
     return summarize_fetch(root)
@@ -505,9 +525,7 @@ def mine(images: str, videos: str, out: str, cfg: MineConfig) -> MineResult:
     urls = [v["video_url"] for v in video_list if v["path"] is None]
     root = OutputRoot(out)
     run = check_run(root, cfg, {"images": images, "videos": videos})
-    root.make()
-    if removed := root.remove_stale_temps():
-        log.info("removed %d temp files left by an interrupted run", removed)
+    prepare(root)
     if image_urls:
         table = read_image_table(fetch_image_table(images, root, cfg.fetch))
 
@@ -534,9 +552,7 @@ def summarize(root: OutputRoot, plan: dict, index_meta: dict) -> dict:
     """Counts over the whole output root, whichever run produced them."""
     manifest = root.read_manifest()
     failed_videos = {k: v["error"] for k, v in manifest.items() if v["status"] == "failed"}
-    shard_stats = [
-        json.loads(p.read_text()) for p in sorted(root.shards.glob("shard-*.stats.json"))
-    ]
+    shard_stats = read_shard_stats(root)
     image_failures = pq.read_table(root.images / "failures.parquet").to_pylist()
     return {
         "fetch": summarize_fetch(root),

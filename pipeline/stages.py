@@ -30,6 +30,7 @@ from mining.media import MediaError
 from mining.select import bound_span, clip_id, needs_refinement
 from mining.videos import is_url
 from pipeline.config import EmbedConfig, MineConfig
+from pipeline.fetching import fetch_options, gated
 
 log = logging.getLogger(__name__)
 
@@ -222,8 +223,6 @@ def _span_source(video: dict, window: tuple[float, float], cfg: MineConfig, gate
         return
     if not is_url(video["video_url"]):
         raise MediaError(f"{video['path']} no longer exists and the video has no URL to fetch")
-    from pipeline.fetching import fetch_options, gated
-
     start, end = max(0.0, window[0]), window[1]
     opts = fetch_options(cfg.fetch)
     with tempfile.TemporaryDirectory(prefix="vcc-section-") as folder:

@@ -14,7 +14,6 @@ rerun on the same OUT writes only the shards that are missing.
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -24,11 +23,10 @@ import pyarrow as pa
 
 from mining.atomic import write_json, write_parquet
 from mining.images import InputError
-from mining.select import plan_groups
 from mining.urls import check_urls
 from mining.videos import safe_id
 from pipeline.config import MineConfig
-from pipeline.mine import check_run, cut_spans, init_ray
+from pipeline.mine import check_run, cut_spans, init_ray, plan_shards, prepare, read_shard_stats
 from pipeline.store import OutputRoot
 
 log = logging.getLogger(__name__)
@@ -45,14 +43,17 @@ def read_videocc_csv(path: str, url_template: str) -> VideoCCRows:
     if not Path(path).is_file():
         raise InputError(f"VideoCC CSV {path} does not exist")
     spans, failed = [], []
-    with open(path, newline="", encoding="utf-8") as fh:
-        for line, fields in enumerate(csv.reader(fh), start=1):
-            if not fields or all(not f.strip() for f in fields):
-                continue
-            try:
-                spans.append(_span(fields, url_template))
-            except ValueError as err:
-                failed.append({"line": line, "error": str(err)})
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            for line, fields in enumerate(csv.reader(fh), start=1):
+                if not fields or all(not f.strip() for f in fields):
+                    continue
+                try:
+                    spans.append(_span(fields, url_template))
+                except ValueError as err:
+                    failed.append({"line": line, "error": str(err)})
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise InputError(f"VideoCC CSV {path} is not a readable UTF-8 CSV: {err}") from err
     if not spans:
         first = f": line {failed[0]['line']}: {failed[0]['error']}" if failed else ""
         raise InputError(
@@ -97,25 +98,19 @@ def redownload(csv_path: str, out: str, cfg: MineConfig) -> dict:
     check_urls(sorted({s["video_url"] for s in rows.spans}), cfg.fetch.allow_private)
     root = OutputRoot(out)
     run = check_run(root, cfg, {"videocc": csv_path})
-    root.make()
-    if removed := root.remove_stale_temps():
-        log.info("removed %d temp files left by an interrupted run", removed)
+    prepare(root)
     init_ray(cfg.ray)
     run.update({"run_id": run["fingerprint"], "videocc": {"rows": len(rows.spans)}})
     write_json(root.run_json, run)
 
     # a video's rows together, so that one task fetches its sections
     spans = sorted(rows.spans, key=lambda s: (s["video_id"], s["start_s"], s["end_s"]))
-    bytes_per_second = 200_000 * (cfg.cut.max_height / 360) ** 2
-    groups = plan_groups(spans, cfg.shards.max_rows, cfg.shards.max_bytes, bytes_per_second)
-    for span, group in zip(spans, groups):
+    for span, group in zip(spans, plan_shards(cfg, spans)):
         span["group"] = group
     write_parquet(root.spans, pa.Table.from_pylist(spans))
     cut_spans(cfg, root, spans, run["run_id"])
 
-    shard_stats = [
-        json.loads(p.read_text()) for p in sorted(root.shards.glob("shard-*.stats.json"))
-    ]
+    shard_stats = read_shard_stats(root)
     stats = {
         "rows": len(rows.spans) + len(rows.failed),
         "rows_malformed": rows.failed,

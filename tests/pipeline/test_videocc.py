@@ -76,5 +76,8 @@ def test_a_csv_with_no_usable_row_is_refused(tmp_path: Path):
     path.write_text("id,start,end,caption\n")  # a header is not a row of the format
     with pytest.raises(InputError, match="no usable row: line 1: start 'start'"):
         read_videocc_csv(str(path), "https://host/{id}")
+    path.write_bytes(b"\xff\xfe\x00v\x00i\x00d")  # UTF-16, not the published format
+    with pytest.raises(InputError, match="not a readable UTF-8 CSV"):
+        read_videocc_csv(str(path), "https://host/{id}")
     with pytest.raises(InputError, match="does not exist"):
         read_videocc_csv(str(tmp_path / "missing.csv"), "https://host/{id}")
