@@ -141,9 +141,9 @@ def classify(err: BaseException) -> FetchError:
     for pattern, klass in _MESSAGES:
         if pattern.search(text):
             return FetchError(klass, text)
-    if isinstance(err, (TimeoutError,)):
+    if isinstance(err, TimeoutError):
         return FetchError("timeout", text)
-    if isinstance(err, (ConnectionError,)):
+    if isinstance(err, ConnectionError):
         return FetchError("connection", text)
     return FetchError("other", text or type(err).__name__)
 
@@ -158,7 +158,8 @@ def _format(opts: FetchOptions) -> str:
 
 
 def ydl_params(opts: FetchOptions, outtmpl: str) -> dict:
-    """yt-dlp's parameters for one fetch; its own retries are off (the pipeline retries)."""
+    """yt-dlp's parameters for fetches with opts; its own retries are off (the pipeline's
+    Ray tasks retry)."""
     params = {
         "outtmpl": outtmpl,
         "format": _format(opts),

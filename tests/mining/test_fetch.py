@@ -14,8 +14,6 @@ import pytest
 
 from mining.cut import keyframe_at_or_before
 from mining.fetch import (
-    PERMANENT,
-    TRANSIENT,
     FetchError,
     FetchOptions,
     classify,
@@ -60,29 +58,28 @@ def test_fetches_the_whole_file(served: FileServer, test_video: Path, tmp_path: 
 
 
 # faults queued on video.mp4; yt-dlp's first request sniffs the URL, its second downloads
+# case: (path, faults, class, whether trying again can help)
 FAULTS = {
-    "404": ("missing.mp4", [], "http_404"),
-    "403": ("video.mp4", ["403"], "http_403"),
-    "429": ("video.mp4", ["429:7"], "http_429"),
-    "500": ("video.mp4", ["500"], "http_5xx"),
-    "500 mid-download": ("video.mp4", ["ok", "503"], "http_5xx"),
-    "stall": ("video.mp4", ["ok", "stall:30"], "timeout"),
-    "truncated body": ("video.mp4", ["ok", "truncate:0.4"], "truncated"),
-    "not a video": ("page.mp4", [], "not_video"),
+    "404": ("missing.mp4", [], "http_404", False),
+    "403": ("video.mp4", ["403"], "http_403", False),
+    "429": ("video.mp4", ["429:7"], "http_429", True),
+    "500": ("video.mp4", ["500"], "http_5xx", True),
+    "500 mid-download": ("video.mp4", ["ok", "503"], "http_5xx", True),
+    "stall": ("video.mp4", ["ok", "stall:30"], "timeout", True),
+    "truncated body": ("video.mp4", ["ok", "truncate:0.4"], "truncated", True),
+    "not a video": ("page.mp4", [], "not_video", False),
 }
 
 
 @pytest.mark.parametrize("case", FAULTS)
 def test_each_fault_ends_in_its_class(served: FileServer, tmp_path: Path, case: str):
-    name, faults, klass = FAULTS[case]
+    name, faults, klass, transient = FAULTS[case]
     served.fail(name, *faults)
     started = time.monotonic()
     with pytest.raises(FetchError) as err:
         fetch_video(served.url(name), "v1", tmp_path, FAST)
     assert err.value.klass == klass, err.value.message
-    assert err.value.transient == (klass in TRANSIENT) and (klass in TRANSIENT) != (
-        klass in PERMANENT
-    )
+    assert err.value.transient is transient
     assert time.monotonic() - started < 10  # a stall fails after timeout_s, not the server's 30
     assert _leftovers(tmp_path) == []  # nothing partial where the video would be
 
