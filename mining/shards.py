@@ -41,6 +41,8 @@ SHARD_SCHEMA = pa.schema(
 
 # columns that shards of version 1 lack; readers take those shards without them
 ADDED_AFTER_V1 = frozenset({"cut_mode", "from_section"})
+# the contract of DESIGN.md (version 1): every shard has these
+CONTRACT_COLUMNS = tuple(f.name for f in SHARD_SCHEMA if f.name not in ADDED_AFTER_V1)
 
 
 class ShardError(ValueError):
@@ -91,21 +93,25 @@ def shard_paths(path: str | Path) -> list[str]:
     return sorted(str(p) for p in folder.glob("shard-*.parquet"))
 
 
-def check_schema(schema: pa.Schema, where: str) -> None:
-    """Raise ShardError unless every shard column is present with its type.
+def schema_problems(schema: pa.Schema) -> list[str]:
+    """Shard columns that are missing or of another type; extra columns are fine.
 
     Columns added after version 1 may be missing (older shards); present, they are checked.
     """
+    problems = []
     for expected in SHARD_SCHEMA:
         if expected.name not in schema.names:
-            if expected.name in ADDED_AFTER_V1:
-                continue
-            raise ShardError(f"{where}: missing column {expected.name}")
-        actual = schema.field(expected.name).type
-        if actual != expected.type:
-            raise ShardError(
-                f"{where}: column {expected.name} is {actual}, expected {expected.type}"
-            )
+            if expected.name not in ADDED_AFTER_V1:
+                problems.append(f"missing column {expected.name} ({expected.type})")
+        elif (actual := schema.field(expected.name).type) != expected.type:
+            problems.append(f"column {expected.name} is {actual}, expected {expected.type}")
+    return problems
+
+
+def check_schema(schema: pa.Schema, where: str) -> None:
+    """Raise ShardError naming every column that is missing or of another type."""
+    if problems := schema_problems(schema):
+        raise ShardError(f"{where}: {'; '.join(problems)}")
 
 
 def read_shards(path: str | Path, columns: list[str] | None = None) -> pa.Table:

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mining.images import InputError
-from mining.shards import SHARD_SCHEMA, ShardError, shard_paths
+from mining.shards import ShardError, check_schema, shard_paths
 from pipeline.store import OutputRoot
 
 # the columns that the summary, the samples and the report's cards read (never clip or frames)
@@ -37,26 +37,6 @@ LIGHT_COLUMNS = [
 ]
 
 SPARK = "▁▂▃▄▅▆▇█"
-
-# the shard contract of DESIGN.md (schema version 1): these must be present; columns that later
-# versions add are checked for their type when present, and shards written before them pass
-CONTRACT_COLUMNS = (
-    "clip_id",
-    "video_id",
-    "video_url",
-    "start_s",
-    "end_s",
-    "match_t_s",
-    "caption",
-    "image_key",
-    "similarity",
-    "clip",
-    "frames",
-    "width",
-    "height",
-    "fps",
-    "duration_s",
-)
 
 
 class InspectError(InputError):
@@ -126,18 +106,6 @@ def _find_root(path: Path, files: list[str]) -> OutputRoot | None:
     return None
 
 
-def schema_problems(schema: pa.Schema) -> list[str]:
-    """Contract columns that are missing, and known columns of another type; extras are fine."""
-    problems = []
-    for expected in SHARD_SCHEMA:
-        if expected.name not in schema.names:
-            if expected.name in CONTRACT_COLUMNS:
-                problems.append(f"missing column {expected.name} ({expected.type})")
-        elif (actual := schema.field(expected.name).type) != expected.type:
-            problems.append(f"column {expected.name} is {actual}, expected {expected.type}")
-    return problems
-
-
 def read_clips(view: RunView) -> pa.Table:
     """The light columns of every clip, with `shard` (file name) and `row` (index in it).
 
@@ -146,8 +114,7 @@ def read_clips(view: RunView) -> pa.Table:
     tables = []
     for file in view.files:
         try:
-            if problems := schema_problems(pq.read_schema(file)):
-                raise ShardError("; ".join(problems))
+            check_schema(pq.read_schema(file), file)
             table = pq.read_table(file, columns=LIGHT_COLUMNS)
         except (ShardError, pa.ArrowException, OSError) as err:
             raise InspectError(

@@ -24,7 +24,8 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from mining.media import MediaError, probe
-from pipeline.inspect import CONTRACT_COLUMNS, RunView, schema_problems
+from mining.shards import CONTRACT_COLUMNS, schema_problems
+from pipeline.inspect import RunView
 
 log = logging.getLogger(__name__)
 
