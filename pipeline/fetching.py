@@ -222,16 +222,9 @@ def _record(out: OutputRoot, video: dict, result: dict) -> None:
     write_json(path, record)
 
 
-def read_fetch_manifest(out: OutputRoot) -> dict[str, dict]:
-    """video_id -> its fetch record (status done, failed or quarantined; class; error; runs)."""
-    if not out.fetch.exists():
-        return {}
-    return {p.stem: json.loads(p.read_text()) for p in sorted(out.fetch.glob("*.json"))}
-
-
 def summarize_fetch(out: OutputRoot) -> dict:
     """URLs fetched, failed by class, quarantined, and each failure's reason."""
-    fetched = read_fetch_manifest(out)
+    fetched = out.read_fetch()
     failed = {k: v for k, v in fetched.items() if v["status"] != "done"}
     return {
         "urls": len(fetched),
@@ -243,9 +236,7 @@ def summarize_fetch(out: OutputRoot) -> dict:
 
 
 def _write_quarantine(out: OutputRoot) -> None:
-    quarantined = [
-        r["url"] for r in read_fetch_manifest(out).values() if r["status"] == "quarantined"
-    ]
+    quarantined = [r["url"] for r in out.read_fetch().values() if r["status"] == "quarantined"]
     target = out.fetch / "quarantine.txt"
     if quarantined or target.exists():
         write_bytes(target, "".join(f"{u}\n" for u in quarantined).encode())

@@ -186,18 +186,14 @@ def failure_records(view: RunView) -> list[dict]:
 
 def _fetch_failures(view: RunView) -> list[dict]:
     """URLs whose fetch failed or was quarantined, from OUT/fetch/<video_id>.json."""
-    folder = view.root.root / "fetch" if view.root else None
-    if folder is None or not folder.is_dir():
-        return []
     records = []
-    for path in sorted(folder.glob("*.json")):
-        entry = json.loads(path.read_text())
+    for video_id, entry in (view.root.read_fetch() if view.root else {}).items():
         if entry.get("status") in ("failed", "quarantined"):
             kind = entry.get("class") or entry["status"]
             error = f"{kind}: {entry.get('error', '')}"
             if entry["status"] == "quarantined":
                 error = f"quarantined, {error}"
-            records.append({"stage": "fetch", "item": path.stem, "error": error})
+            records.append({"stage": "fetch", "item": video_id, "error": error})
     return records
 
 

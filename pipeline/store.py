@@ -79,3 +79,9 @@ class OutputRoot:
             entry = json.loads(path.read_text())
             entries[entry["video_id"]] = entry
         return entries
+
+    def read_fetch(self) -> dict[str, dict]:
+        """video_id -> its fetch record (status done, failed or quarantined; class; error; runs)."""
+        if not self.fetch.is_dir():
+            return {}
+        return {p.stem: json.loads(p.read_text()) for p in sorted(self.fetch.glob("*.json"))}

@@ -25,7 +25,6 @@ from pipeline.fetching import (
     HostGate,
     ImageFetchProgress,
     fetch_videos,
-    read_fetch_manifest,
 )
 from pipeline.httpserver import FileServer
 from pipeline.mine import mine
@@ -94,7 +93,7 @@ def _arm(server: FileServer) -> None:
 
 
 def _outcomes(out: OutputRoot) -> dict[str, tuple]:
-    return {k: (r["status"], r.get("class")) for k, r in read_fetch_manifest(out).items()}
+    return {k: (r["status"], r.get("class")) for k, r in out.read_fetch().items()}
 
 
 def test_every_url_ends_done_or_failed_with_its_class(server, site, tmp_path, ray_session):
@@ -106,7 +105,7 @@ def test_every_url_ends_done_or_failed_with_its_class(server, site, tmp_path, ra
     want = {v["video_id"]: CASES[p][2] for v, p in zip(videos, CASES)}
     assert _outcomes(out) == want
     assert counts == {"done": 5, "http_404": 1, "http_403": 1, "not_video": 1, "http_5xx": 1}
-    records = read_fetch_manifest(out)
+    records = out.read_fetch()
     for video, path in zip(videos, CASES):
         record = records[video["video_id"]]
         if record["status"] == "done":  # recovered ones too: the whole file, where expected
@@ -135,12 +134,12 @@ def test_reruns_retry_only_transient_failures_then_quarantine(server, tmp_path, 
     fetch_videos(cfg, out, _videos(server, CASES))  # run 2: only the transient failure again
     again = {p: n - before.get(p, 0) for p, n in server.requests.items() if n != before.get(p, 0)}
     assert again == {"/down/vid000.mp4": 3}
-    assert read_fetch_manifest(out)["down_vid000"]["runs"] == 2
+    assert out.read_fetch()["down_vid000"]["runs"] == 2
 
     before = dict(server.requests)
     fetch_videos(cfg, out, _videos(server, CASES))  # run 3: quarantined, no request at all
     assert dict(server.requests) == before
-    record = read_fetch_manifest(out)["down_vid000"]
+    record = out.read_fetch()["down_vid000"]
     assert record["status"] == "quarantined" and record["class"] == "http_5xx"
     assert (out.fetch / "quarantine.txt").read_text() == server.url("down/vid000.mp4") + "\n"
 
@@ -202,7 +201,7 @@ def _stable(out: Path) -> dict:
     """The fetch records without what changes between runs (timings, OUT's own path)."""
     return {
         k: {f: v for f, v in r.items() if f not in ("seconds", "path")}
-        for k, r in read_fetch_manifest(OutputRoot(out)).items()
+        for k, r in OutputRoot(out).read_fetch().items()
     }
 
 
