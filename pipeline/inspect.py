@@ -150,7 +150,7 @@ def distribution(values: list[float] | np.ndarray, bins: int = 10) -> dict[str, 
 def normalize_reason(error: str, width: int = 100) -> str:
     """Group errors by kind: quoted names and numbers masked, cut to `width` characters."""
     reason = re.sub(r"'[^']*'|\"[^\"]*\"", "'…'", error.strip().splitlines()[0] if error else "")
-    reason = re.sub(r"(?<![A-Za-z0-9.])\d+(\.\d+)?", "N", reason)
+    reason = re.sub(r"(?<![A-Za-z0-9._])\d+(\.\d+)?", "N", reason)  # not in names: http_404
     return reason if len(reason) <= width else reason[: width - 1] + "…"
 
 

@@ -97,10 +97,21 @@ def test_failures_are_counted_by_stage_and_reason(run_copy):
         }
     ]
     stats_path.write_text(json.dumps(stats))
+    (run_copy / "fetch").mkdir()
+    for name, status, klass in [
+        ("gone", "failed", "http_404"),
+        ("down", "quarantined", "http_5xx"),
+        ("fine", "done", None),
+    ]:
+        record = {"video_id": name, "url": f"https://host/{name}", "status": status}
+        if klass:
+            record.update({"class": klass, "error": "HTTP Error", "transient": False})
+        (run_copy / "fetch" / f"{name}.json").write_text(json.dumps(record))
 
     summary = summarize(open_run(run_copy))
-    assert summary["failures"]["total"] == 4
+    assert summary["failures"]["total"] == 6
     assert summary["failures"]["by_stage"] == {
+        "fetch": {"http_404: HTTP Error": 1, "quarantined, http_5xx: HTTP Error": 1},
         "cut": {"ValueError: span N-Ns is shorter than min_clip_seconds": 1},
         "video": {
             "MediaError: cannot open as media: [Errno N] Invalid data: '…'": 2,
@@ -109,7 +120,7 @@ def test_failures_are_counted_by_stage_and_reason(run_copy):
     }
     assert summary["manifest"]["failed"] == 3
     text = run_vcc("inspect", str(run_copy)).stdout
-    assert "failures: 4 by stage and reason:" in text
+    assert "failures: 6 by stage and reason:" in text
     assert "video      2  MediaError: cannot open as media" in text
 
 
